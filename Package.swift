@@ -1,0 +1,50 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "VirtualGateway",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "vgwd", targets: ["vgwd"]),
+        .executable(name: "vgw", targets: ["vgw"]),
+    ],
+    targets: [
+        // C libraries from Debian, one system library target each.
+        .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
+        // What Glibc does not give Swift: posix_spawn with process groups, prctl, prlimit.
+        .target(name: "CSpawn", cSettings: [.define("_GNU_SOURCE")]),
+
+        .target(name: "Support", swiftSettings: strict),
+        .target(name: "MQTT", dependencies: ["CMosquitto", "Support"], swiftSettings: strict),
+        .target(name: "Protocol", dependencies: ["Support"], swiftSettings: strict),
+        .target(name: "Store", dependencies: ["CSQLite", "Support", "Protocol"], swiftSettings: strict),
+        .target(name: "Supervisor", dependencies: ["CSpawn", "Support"], swiftSettings: strict),
+        .target(
+            name: "Broker", dependencies: ["CSodium", "MQTT", "Protocol", "Supervisor", "Support"],
+            swiftSettings: strict),
+        .target(
+            name: "Gateway", dependencies: ["Broker", "MQTT", "Protocol", "Store", "Supervisor", "Support"],
+            swiftSettings: strict),
+        .target(name: "CLI", dependencies: ["Gateway", "MQTT", "Protocol", "Support"], swiftSettings: strict),
+        .executableTarget(name: "vgwd", dependencies: ["CLI"], swiftSettings: strict),
+        .executableTarget(name: "vgw", dependencies: ["CLI"], swiftSettings: strict),
+
+        // Fixtures shared by the tests: real brokers on free loopback ports, temporary directories.
+        .target(
+            name: "TestSupport", dependencies: ["Broker", "MQTT", "Supervisor", "Support"], path: "Tests/TestSupport",
+            swiftSettings: strict),
+        .testTarget(name: "SupportTests", dependencies: ["Support"], swiftSettings: strict),
+        .testTarget(name: "MQTTTests", dependencies: ["MQTT", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "ProtocolTests", dependencies: ["Protocol"], swiftSettings: strict),
+        .testTarget(name: "StoreTests", dependencies: ["Store", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "SupervisorTests", dependencies: ["Supervisor", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "BrokerTests", dependencies: ["Broker", "TestSupport"], swiftSettings: strict),
+        .testTarget(
+            name: "IntegrationTests", dependencies: ["CLI", "Gateway", "MQTT", "Protocol", "TestSupport"],
+            swiftSettings: strict),
+    ]
+)

@@ -1,0 +1,1 @@
+@main struct VGW { static func main() {} }

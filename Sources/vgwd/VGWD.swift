@@ -1,0 +1,1 @@
+@main struct VGWD { static func main() {} }
