@@ -19,12 +19,14 @@ let package = Package(
         .target(name: "CSpawn", cSettings: [.define("_GNU_SOURCE")]),
 
         .target(name: "Support", swiftSettings: strict),
+        // The only importer of libsodium: password hashes, random secrets, signatures.
+        .target(name: "Crypto", dependencies: ["CSodium", "Support"], swiftSettings: strict),
         .target(name: "MQTT", dependencies: ["CMosquitto", "Support"], swiftSettings: strict),
         .target(name: "Protocol", dependencies: ["Support"], swiftSettings: strict),
         .target(name: "Store", dependencies: ["CSQLite", "Support", "Protocol"], swiftSettings: strict),
         .target(name: "Supervisor", dependencies: ["CSpawn", "Support"], swiftSettings: strict),
         .target(
-            name: "Broker", dependencies: ["CSodium", "MQTT", "Protocol", "Supervisor", "Support"],
+            name: "Broker", dependencies: ["Crypto", "MQTT", "Protocol", "Supervisor", "Support"],
             swiftSettings: strict),
         .target(
             name: "Gateway", dependencies: ["Broker", "MQTT", "Protocol", "Store", "Supervisor", "Support"],
@@ -38,6 +40,7 @@ let package = Package(
             name: "TestSupport", dependencies: ["Broker", "MQTT", "Supervisor", "Support"], path: "Tests/TestSupport",
             swiftSettings: strict),
         .testTarget(name: "SupportTests", dependencies: ["Support"], swiftSettings: strict),
+        .testTarget(name: "CryptoTests", dependencies: ["Crypto"], swiftSettings: strict),
         .testTarget(name: "MQTTTests", dependencies: ["MQTT", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ProtocolTests", dependencies: ["Protocol"], swiftSettings: strict),
         .testTarget(name: "StoreTests", dependencies: ["Store", "TestSupport"], swiftSettings: strict),

@@ -1,0 +1,42 @@
+/// Every management operation, with who may call it. The one table of ops: the daemon
+/// dispatches on it, the CLI builds requests from it, the docs list it.
+public enum Operation: String, Sendable, CaseIterable, Codable {
+    case vgwCreate = "vgw.create"
+    case vgwDelete = "vgw.delete"
+    case vgwStart = "vgw.start"
+    case vgwStop = "vgw.stop"
+    case vgwList = "vgw.list"
+    case vgwIsAlive = "vgw.isAlive"
+    case vgwShow = "vgw.show"
+    case clientAdd = "client.add"
+    case clientRemove = "client.remove"
+    case clientList = "client.list"
+    case gatewayStatus = "gateway.status"
+
+    /// Where an op is served: on `mgmt/core/req` only, or also on `mgmt/<p>/req` where the
+    /// provider is implied by the topic (the provider's view is a strict subset).
+    public enum Scope: Sendable { case coreOnly, coreAndProvider }
+
+    public var scope: Scope {
+        switch self {
+        case .vgwIsAlive, .vgwShow, .clientList: .coreAndProvider
+        default: .coreOnly
+        }
+    }
+
+    public var summary: String {
+        switch self {
+        case .vgwCreate: "create a provider's virtual gateway (running)"
+        case .vgwDelete: "delete a virtual gateway with every identity and ACL it had"
+        case .vgwStart: "start a stopped virtual gateway: its clients may connect again"
+        case .vgwStop: "stop a virtual gateway: disconnect its clients and refuse them"
+        case .vgwList: "list virtual gateways"
+        case .vgwIsAlive: "whether a virtual gateway is running"
+        case .vgwShow: "one virtual gateway in detail"
+        case .clientAdd: "issue broker credentials to a provider's device or app"
+        case .clientRemove: "remove a client's credentials and disconnect it"
+        case .clientList: "list a provider's clients"
+        case .gatewayStatus: "the core gateway's own state"
+        }
+    }
+}
