@@ -1,1 +1,9 @@
-@main struct VGW { static func main() {} }
+import CLI
+import Foundation
+
+@main
+struct VGW {
+    static func main() async {
+        exit(await VGWCommand.run(Array(CommandLine.arguments.dropFirst())))
+    }
+}

@@ -1,1 +1,9 @@
-@main struct VGWD { static func main() {} }
+import CLI
+import Foundation
+
+@main
+struct VGWD {
+    static func main() async {
+        exit(await DaemonCommand.run(Array(CommandLine.arguments.dropFirst())))
+    }
+}

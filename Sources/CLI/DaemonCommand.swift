@@ -1,0 +1,100 @@
+import Dispatch
+import Foundation
+import Gateway
+import Support
+
+/// `vgwd`: runs the core gateway until SIGTERM or SIGINT, then drains and stops the broker.
+public enum DaemonCommand {
+    public static let spec = CommandSpec(
+        "vgwd", summary: "the VirtualGateway core gateway: a supervised Mosquitto broker with isolated virtual gateways",
+        options: [
+            .value("--data-dir", "-d", name: "dir", help: "state directory (default $VGW_DATA_DIR, $XDG_STATE_HOME/vgw or ./vgw-data)"),
+            .value("--host", name: "address", help: "address the broker listens on (default 127.0.0.1)"),
+            .value("--port", "-p", name: "port", help: "broker port (default 1883; a taken default falls back to a free port)"),
+            .value("--home", name: "id", help: "this home's id in responses (default: the host name)"),
+            .value("--mosquitto", name: "path", help: "the mosquitto executable (default: found in /usr/sbin or PATH)"),
+            .value("--max-request-bytes", name: "bytes", help: "largest management request accepted (default 1048576)"),
+            .value("--log-level", name: "level", help: "debug, info, warn or error (default info)"),
+            .flag("--version", help: "print the version"),
+        ])
+
+    public static func run(_ arguments: [String]) async -> Int32 {
+        let logger = Logger("vgwd")
+        let configuration: GatewayConfiguration
+        do {
+            let parsed = try ArgumentParser.parse(arguments, root: spec)
+            if parsed.helpRequested {
+                print(ArgumentParser.help(for: [], root: spec))
+                return 0
+            }
+            if parsed.flag("--version") {
+                print("vgwd \(Version.current)")
+                return 0
+            }
+            configuration = try makeConfiguration(parsed)
+        } catch {
+            FileHandle.standardError.write(Data("error: \(error)\nrun 'vgwd --help' for usage\n".utf8))
+            return 2
+        }
+        let daemon = GatewayDaemon(configuration: configuration)
+        let signals = SignalWaiter([SIGTERM, SIGINT])
+        do {
+            try await daemon.start()
+        } catch {
+            logger.error("cannot start", ["error": "\(error)"])
+            return 1
+        }
+        let signal = await signals.next()
+        logger.info("received \(signal == SIGINT ? "SIGINT" : "SIGTERM"), shutting down")
+        await daemon.stop()
+        return 0
+    }
+
+    static func makeConfiguration(_ parsed: ParsedArguments) throws -> GatewayConfiguration {
+        var configuration = GatewayConfiguration(
+            dataDirectory: parsed.value("--data-dir") ?? GatewayConfiguration.defaultDataDirectory())
+        if let host = parsed.value("--host") { configuration.host = host }
+        if let port = try parsed.int("--port") {
+            guard (1...65535).contains(port) else { throw VGWError(.usage, "--port must be 1 to 65535") }
+            configuration.port = UInt16(port)
+            configuration.portFallback = false
+        }
+        if let home = parsed.value("--home") { configuration.homeID = home }
+        if let path = parsed.value("--mosquitto") { configuration.mosquittoPath = path }
+        if let bytes = try parsed.int("--max-request-bytes") {
+            guard bytes > 0 else { throw VGWError(.usage, "--max-request-bytes must be positive") }
+            configuration.maxRequestBytes = bytes
+        }
+        if let name = parsed.value("--log-level") {
+            guard let level = Logger.Level(name: name) else {
+                throw VGWError(.usage, "--log-level must be debug, info, warn or error")
+            }
+            Logger.threshold.withLock { $0 = level }
+        }
+        return configuration
+    }
+}
+
+/// Turns SIGTERM/SIGINT into an awaitable event (the default action, dying on the spot,
+/// would leave the broker without its drain).
+final class SignalWaiter: Sendable {
+    private let stream: AsyncStream<Int32>
+    private let sources: [any DispatchSourceSignal]
+
+    init(_ signals: [Int32]) {
+        let (stream, continuation) = AsyncStream.makeStream(of: Int32.self)
+        self.stream = stream
+        sources = signals.map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { continuation.yield(number) }
+            source.resume()
+            return source
+        }
+    }
+
+    func next() async -> Int32 {
+        for await number in stream { return number }
+        return SIGTERM
+    }
+}

@@ -1,0 +1,280 @@
+import Broker
+import Crypto
+import Foundation
+import Protocol
+import Store
+import Support
+
+/// Publishes a message on the home broker; the daemon gives the gateway its connection.
+public typealias Publish = @Sendable (_ topic: String, _ payload: [UInt8], _ retain: Bool) async throws -> Void
+
+/// The core gateway: serves the management operations, keeps the store and the broker's
+/// ACLs in step. An actor, so operations are applied one at a time and a check ("does
+/// this provider exist?") stays true for the rest of its operation.
+///
+/// Every change goes broker first, store second: if the broker refuses, nothing is
+/// recorded; if the store then fails, the next broker start (which writes the ACLs from
+/// the store) drops the orphan.
+public actor CoreGateway {
+    /// Who sent a request, decided by the topic it arrived on (the broker's ACLs decide
+    /// who may publish there): the operator on `mgmt/core/req`, a provider on its own.
+    public enum Caller: Sendable, Equatable {
+        case `operator`
+        case provider(ProviderID)
+    }
+
+    private let store: Store
+    private let dynsec: DynSecClient
+    private let publish: Publish
+    private let homeID: String
+    private let brokerAddress: @Sendable () -> (host: String, port: UInt16)
+    private let startedAt = Date()
+    private let logger = Logger("gateway")
+
+    public init(
+        store: Store, dynsec: DynSecClient, homeID: String, publish: @escaping Publish,
+        brokerAddress: @escaping @Sendable () -> (host: String, port: UInt16)
+    ) {
+        self.store = store
+        self.dynsec = dynsec
+        self.publish = publish
+        self.homeID = homeID
+        self.brokerAddress = brokerAddress
+    }
+
+    // MARK: Requests
+
+    /// Decodes, authorises and runs one request; always returns a response (errors included).
+    public func handle(payload: [UInt8], target: String, maxSize: Int) async -> (Response, replyTo: String?) {
+        let request: Request
+        switch Request.decode(payload, maxSize: maxSize) {
+        case .success(let decoded): request = decoded
+        case .failure(let failure):
+            logger.warning(
+                "refused a malformed request", ["target": target, "code": failure.error.code, "error": failure.error.message])
+            return (Response.failure(id: failure.partial.id, error: failure.error, home: homeID), failure.partial.replyTo)
+        }
+        let caller: Caller
+        if target == ProviderID.core.rawValue {
+            caller = .operator
+        } else if let provider = ProviderID(rawValue: target) {
+            caller = .provider(provider)
+        } else {
+            let error = VGWError(.notFound, "no virtual gateway \(target)")
+            return (Response.failure(id: request.id, error: error, home: homeID), request.replyTo)
+        }
+        do {
+            let result = try await perform(request, caller: caller)
+            logger.info("served", ["op": request.op, "caller": "\(caller)", "id": request.id])
+            return (Response.success(id: request.id, result: result, home: homeID), request.replyTo)
+        } catch {
+            let error = VGWError.wrap(error, .internalError, "internal error")
+            let level: Logger.Level = error.code == .internalError || error.code == .storage ? .error : .info
+            logger.log(
+                level, "refused", ["op": request.op, "caller": "\(caller)", "code": error.code, "error": error.description])
+            return (Response.failure(id: request.id, error: error, home: homeID), request.replyTo)
+        }
+    }
+
+    func perform(_ request: Request, caller: Caller) async throws -> JSONValue {
+        guard let op = Operation(rawValue: request.op) else {
+            throw VGWError(.unknownOp, "unknown op \(request.op)")
+        }
+        let args = Arguments(request.args)
+        // A provider's requests act on its own VGW: the topic names it, and naming another
+        // one is answered exactly as a VGW that does not exist.
+        let scoped: ProviderID?
+        switch caller {
+        case .operator:
+            scoped = nil
+        case .provider(let provider):
+            guard op.scope == .coreAndProvider else { throw VGWError(.unknownOp, "unknown op \(request.op)") }
+            guard try store.provider(provider.rawValue) != nil else {
+                throw VGWError(.notFound, "no virtual gateway \(provider)")
+            }
+            if let named = try args.optionalString("provider"), named != provider.rawValue {
+                throw VGWError(.notFound, "no virtual gateway \(named)")
+            }
+            scoped = provider
+        }
+        func target() throws -> ProviderID { try scoped ?? args.provider() }
+
+        switch op {
+        case .vgwCreate:
+            try args.allowOnly(["provider"])
+            return try await createProvider(args.provider())
+        case .vgwDelete:
+            try args.allowOnly(["provider"])
+            return try await deleteProvider(args.provider())
+        case .vgwStart:
+            try args.allowOnly(["provider"])
+            return try await setRunning(args.provider(), true)
+        case .vgwStop:
+            try args.allowOnly(["provider"])
+            return try await setRunning(args.provider(), false)
+        case .vgwList:
+            try args.allowOnly([])
+            return try JSONValue(encoding: ["providers": try store.providers().map(summary)])
+        case .vgwIsAlive:
+            try args.allowOnly(["provider"])
+            let record = try existing(target())
+            return ["provider": .string(record.id), "alive": .bool(record.state == .running)]
+        case .vgwShow:
+            try args.allowOnly(["provider"])
+            let record = try existing(target())
+            return try JSONValue(encoding: detail(record))
+        case .clientAdd:
+            try args.allowOnly(["provider", "name"])
+            return try await addClient(args.provider(), args.clientName())
+        case .clientRemove:
+            try args.allowOnly(["provider", "name"])
+            return try await removeClient(args.provider(), args.clientName())
+        case .clientList:
+            try args.allowOnly(["provider"])
+            let provider: ProviderID? = try scoped ?? args.optionalProvider()
+            if let provider { _ = try existing(provider) }
+            return try JSONValue(encoding: ["clients": try store.clients(provider: provider?.rawValue).map(ClientView.init)])
+        case .gatewayStatus:
+            try args.allowOnly([])
+            let address = brokerAddress()
+            return try JSONValue(
+                encoding: GatewayStatus(
+                    home: homeID, version: Version.current, startedAt: startedAt,
+                    broker: .init(host: address.host, port: address.port),
+                    providers: try store.providers().count, clients: try store.clients(provider: nil).count))
+        }
+    }
+
+    // MARK: Operations
+
+    private func createProvider(_ provider: ProviderID) async throws -> JSONValue {
+        guard try store.provider(provider.rawValue) == nil else {
+            throw VGWError(.alreadyExists, "virtual gateway \(provider) already exists")
+        }
+        try await dynsec.execute(DynSecCommands.createProvider(provider))
+        let record = try store.createProvider(provider.rawValue, state: .running)
+        await publishState(record)
+        return try JSONValue(encoding: summary(record))
+    }
+
+    private func deleteProvider(_ provider: ProviderID) async throws -> JSONValue {
+        _ = try existing(provider)
+        let clients = try store.clients(provider: provider.rawValue).compactMap(identity)
+        try await dynsec.execute(DynSecCommands.deleteProvider(provider, clients: clients))
+        let removed = try store.deleteProvider(provider.rawValue)
+        await clearStatus(provider)
+        return ["provider": .string(provider.rawValue), "deleted": true, "clientsRemoved": .number(Double(removed.count))]
+    }
+
+    private func setRunning(_ provider: ProviderID, _ running: Bool) async throws -> JSONValue {
+        var record = try existing(provider)
+        let wanted: ProviderState = running ? .running : .stopped
+        if record.state != wanted {
+            let clients = try store.clients(provider: provider.rawValue).compactMap(identity)
+            try await dynsec.execute(DynSecCommands.setEnabled(running, clients: clients))
+            try store.setProviderState(provider.rawValue, wanted)
+            record.state = wanted
+            await publishState(record)
+        }
+        return try JSONValue(encoding: summary(record))
+    }
+
+    private func addClient(_ provider: ProviderID, _ name: ClientName) async throws -> JSONValue {
+        let record = try existing(provider)
+        guard try store.client(provider: provider.rawValue, name: name.rawValue) == nil else {
+            throw VGWError(.alreadyExists, "client \(name) of \(provider) already exists")
+        }
+        let identity = ClientIdentity(provider: provider, name: name)
+        let password = try SecureRandom.token()
+        let hash = try PasswordHash.make(password: password)
+        try await dynsec.execute(
+            DynSecCommands.createClient(identity, password: password, enabled: record.state == .running))
+        let client = ClientRecord(
+            provider: provider.rawValue, name: name.rawValue, username: identity.username, clientID: identity.clientID,
+            passwordHash: StoredPassword(hash: hash.hash, salt: hash.salt, iterations: hash.iterations),
+            kind: "device", createdAt: Date())
+        try store.addClient(client)
+        await publishState(record)
+        let address = brokerAddress()
+        return try JSONValue(
+            encoding: IssuedCredentials(
+                provider: provider.rawValue, name: name.rawValue, username: identity.username,
+                clientId: identity.clientID, password: password, host: address.host, port: address.port,
+                topicPrefix: Topics.namespace(provider) + "/"))
+    }
+
+    private func removeClient(_ provider: ProviderID, _ name: ClientName) async throws -> JSONValue {
+        let record = try existing(provider)
+        guard try store.client(provider: provider.rawValue, name: name.rawValue) != nil else {
+            throw VGWError(.notFound, "no client \(name) of \(provider)")
+        }
+        try await dynsec.execute(DynSecCommands.deleteClient(ClientIdentity(provider: provider, name: name)))
+        _ = try store.removeClient(provider: provider.rawValue, name: name.rawValue)
+        await publishState(record)
+        return ["provider": .string(provider.rawValue), "name": .string(name.rawValue), "removed": true]
+    }
+
+    // MARK: Status
+
+    /// Publishes every VGW's retained status (at start, after the broker came back).
+    public func publishAllStatus() async {
+        do {
+            for record in try store.providers() { await publishState(record) }
+        } catch {
+            logger.error("cannot read providers to publish their status", ["error": "\(error)"])
+        }
+    }
+
+    private func publishState(_ record: ProviderRecord) async {
+        guard let provider = ProviderID(rawValue: record.id) else { return }
+        do {
+            let payload = try JSONCoding.encoder.encode(detail(record))
+            try await publish(Topics.providerState(provider), Array(payload), true)
+        } catch {
+            logger.warning("cannot publish status", ["provider": record.id, "error": "\(error)"])
+        }
+    }
+
+    /// Clears the retained status of a deleted VGW (an empty retained message deletes it).
+    private func clearStatus(_ provider: ProviderID) async {
+        do {
+            try await publish(Topics.providerState(provider), [], true)
+        } catch {
+            logger.warning("cannot clear status", ["provider": provider.rawValue, "error": "\(error)"])
+        }
+    }
+
+    // MARK: Helpers
+
+    private func existing(_ provider: ProviderID) throws -> ProviderRecord {
+        guard let record = try store.provider(provider.rawValue) else {
+            throw VGWError(.notFound, "no virtual gateway \(provider)")
+        }
+        return record
+    }
+
+    private func identity(_ client: ClientRecord) -> ClientIdentity? {
+        guard let provider = ProviderID(rawValue: client.provider), let name = ClientName(rawValue: client.name) else {
+            return nil
+        }
+        return ClientIdentity(provider: provider, name: name)
+    }
+
+    private func summary(_ record: ProviderRecord) throws -> ProviderSummary {
+        ProviderSummary(
+            provider: record.id, state: record.state.rawValue, createdAt: record.createdAt,
+            clients: try store.clients(provider: record.id).count)
+    }
+
+    private func detail(_ record: ProviderRecord) throws -> ProviderDetail {
+        ProviderDetail(
+            provider: record.id, state: record.state.rawValue, createdAt: record.createdAt,
+            namespace: "vgw/\(record.id)/#", clients: try store.clients(provider: record.id).map(\.name),
+            isolation: "dynsec role \(record.id.isEmpty ? "" : "vgw-" + record.id), default deny")
+    }
+}
+
+/// The version reported by `gateway.status` and `vgw --version`.
+public enum Version {
+    public static let current = "0.1.0"
+}

@@ -1,0 +1,294 @@
+import Broker
+import Crypto
+import Foundation
+import MQTT
+import Protocol
+import Store
+import Support
+import Synchronization
+
+/// `vgwd`: the supervised broker, the store, the management endpoint, wired together.
+///
+/// `start()` returns once the gateway serves requests; `stop()` drains and stops the broker.
+/// Tests run it in-process against a real broker; the `vgwd` executable wraps it with
+/// signal handling.
+public final class GatewayDaemon: Sendable {
+    public let configuration: GatewayConfiguration
+    public let directory: DataDirectory
+
+    private struct Running: Sendable {
+        var broker: BrokerSupervisor
+        var client: MQTTClient
+        var gateway: CoreGateway
+        var tasks: [Task<Void, Never>]
+        var lock: DirectoryLock
+        var port: UInt16
+    }
+
+    private let running = Mutex<Running?>(nil)
+    private let logger = Logger("vgwd")
+
+    public static let daemonUsername = "core.vgwd"
+    public static let operatorUsername = "core.operator"
+
+    public init(configuration: GatewayConfiguration) {
+        self.configuration = configuration
+        self.directory = DataDirectory(configuration.dataDirectory)
+    }
+
+    /// The port the broker really listens on (after any fallback).
+    public var port: UInt16? { running.withLock { $0?.port } }
+    /// The supervised broker (tests kill it to check the healing).
+    public var broker: BrokerSupervisor? { running.withLock { $0?.broker } }
+
+    public func start() async throws {
+        try directory.create()
+        let lock = try DirectoryLock(path: directory.pidFile)
+        let store = try Store(path: directory.store)
+        let port = try choosePort()
+        let operatorCredentials = try ensureOperator(store: store, port: port)
+        let daemonPassword = try SecureRandom.token()
+        let daemonIdentity = CoreIdentity(
+            username: Self.daemonUsername, password: try PasswordHash.make(password: daemonPassword))
+        let operatorIdentity = CoreIdentity(username: Self.operatorUsername, password: operatorCredentials.hash)
+
+        let brokerConfiguration = BrokerConfiguration(
+            host: configuration.host, port: port, directory: directory.brokerDirectory,
+            mosquittoPath: configuration.mosquittoPath, maxPacketBytes: configuration.maxPacketBytes)
+        let dynsecFile = brokerConfiguration.dynsecFile
+        let owner = brokerConfiguration.brokerUserOwner
+        let logger = self.logger
+        // Before every broker start and restart: the plugin's file, written from the store.
+        let broker = BrokerSupervisor(configuration: brokerConfiguration) {
+            let state = try Self.accessState(store: store, daemon: daemonIdentity, operator: operatorIdentity)
+            try AccessPolicy.config(for: state).write(to: dynsecFile, owner: owner)
+            logger.info(
+                "wrote broker access configuration from the store",
+                ["providers": state.providers.count, "clients": state.clients.count])
+        }
+        try await broker.start()
+
+        let client: MQTTClient
+        do {
+            client = try MQTTClient(
+                MQTTConfiguration(
+                    host: configuration.host == "0.0.0.0" ? "127.0.0.1" : configuration.host, port: Int(port),
+                    clientID: Self.daemonUsername, username: Self.daemonUsername, password: daemonPassword,
+                    will: MQTTWill(
+                        topic: Topics.gatewayStatus, payload: Array(#"{"state":"offline"}"#.utf8), retain: true)))
+            try await client.connect()
+        } catch {
+            await broker.stop()
+            throw error
+        }
+        let dynsec = DynSecClient { payload in
+            try await client.publish(topic: Topics.dynsecControl, payload: payload, qos: .atLeastOnce)
+        }
+        let address = (host: configuration.host, port: port)
+        let gateway = CoreGateway(
+            store: store, dynsec: dynsec, homeID: configuration.homeID,
+            publish: { topic, payload, retain in
+                try await client.publish(topic: topic, payload: payload, qos: .atLeastOnce, retain: retain)
+            },
+            brokerAddress: { address })
+        var tasks: [Task<Void, Never>] = []
+        let (requests, requestSink) = AsyncStream.makeStream(of: MQTTMessage.self)
+        let maxRequest = configuration.maxRequestBytes
+        // The reader never waits on the gateway: dynsec answers go straight to their
+        // waiter, requests queue for the worker, which may itself be awaiting dynsec.
+        tasks.append(
+            Task {
+                for await message in client.messages {
+                    if message.topic == Topics.dynsecResponse {
+                        dynsec.deliver(message.payload)
+                    } else if Topics.requestTarget(of: message.topic) != nil {
+                        requestSink.yield(message)
+                    }
+                }
+                requestSink.finish()
+            })
+        tasks.append(
+            Task {
+                for await message in requests {
+                    guard let target = Topics.requestTarget(of: message.topic) else { continue }
+                    let (response, replyTo) = await gateway.handle(
+                        payload: message.payload, target: target, maxSize: maxRequest)
+                    await Self.reply(
+                        response, replyTo: replyTo, target: target, message: message, client: client, logger: logger)
+                }
+            })
+        tasks.append(
+            Task {
+                for await event in client.events {
+                    switch event {
+                    case .connected(let sessionPresent):
+                        logger.info("connected to the broker", ["sessionPresent": sessionPresent])
+                        await Self.announce(client: client, gateway: gateway, logger: logger)
+                    case .disconnected(let code):
+                        logger.warning("disconnected from the broker", ["reason": code])
+                    case .connectionRefused(let reason):
+                        logger.error("the broker refused the daemon's connection", ["reason": "\(reason)"])
+                    }
+                }
+            })
+        do {
+            let codes = try await client.subscribe([Topics.allRequests, Topics.dynsecResponse], qos: .atLeastOnce)
+            guard codes.allSatisfy({ !MQTTClient.isRefusal($0) }) else {
+                throw VGWError(.broker, "the broker refused the daemon's subscriptions (\(codes))")
+            }
+        } catch {
+            tasks.forEach { $0.cancel() }
+            await client.disconnect()
+            await broker.stop()
+            throw error
+        }
+        await Self.announce(client: client, gateway: gateway, logger: logger)
+        running.withLock {
+            $0 = Running(broker: broker, client: client, gateway: gateway, tasks: tasks, lock: lock, port: port)
+        }
+        logger.info(
+            "gateway ready",
+            ["home": configuration.homeID, "broker": "\(configuration.host):\(port)", "data": directory.path])
+    }
+
+    /// Drains: stops taking requests, says so on the status topic, disconnects, stops the broker.
+    public func stop() async {
+        guard let state = running.withLock({ value -> Running? in
+            defer { value = nil }
+            return value
+        }) else { return }
+        _ = try? await state.client.publish(
+            topic: Topics.gatewayStatus, payload: Array(#"{"state":"stopped"}"#.utf8), qos: .atLeastOnce, retain: true)
+        await state.client.disconnect()
+        for task in state.tasks { task.cancel() }
+        await state.broker.stop()
+        state.lock.release()
+        logger.info("gateway stopped")
+    }
+
+    // MARK: Start-up pieces
+
+    private func choosePort() throws -> UInt16 {
+        if Ports.isFree(host: configuration.host, port: configuration.port) { return configuration.port }
+        guard configuration.portFallback else {
+            throw VGWError(
+                .config, "port \(configuration.port) on \(configuration.host) is in use; choose another with --port")
+        }
+        let port = try Ports.freePort(host: configuration.host)
+        logger.warning(
+            "port \(configuration.port) on \(configuration.host) is in use (another MQTT broker?); listening on \(port) instead. vgw finds it through the data directory; other clients must use port \(port)."
+        )
+        return port
+    }
+
+    /// The operator's identity persists across restarts: its hash in the store, its
+    /// password in `operator.json` (0600) for `vgw`. Either missing: a fresh pair.
+    private func ensureOperator(store: Store, port: UInt16) throws -> (hash: PasswordHash, credentials: OperatorCredentials) {
+        let path = directory.operatorCredentials
+        let existing = try? OperatorCredentials.load(from: path)
+        let storedHash = try store.setting("operator.password").flatMap {
+            try? JSONCoding.decoder.decode(PasswordHash.self, from: Data($0.utf8))
+        }
+        var credentials: OperatorCredentials
+        let hash: PasswordHash
+        if let existing, let storedHash, existing.username == Self.operatorUsername, storedHash.verify(existing.password) {
+            credentials = existing
+            hash = storedHash
+        } else {
+            let password = try SecureRandom.token()
+            hash = try PasswordHash.make(password: password)
+            try store.setSetting("operator.password", String(decoding: try JSONCoding.encoder.encode(hash), as: UTF8.self))
+            credentials = OperatorCredentials(
+                host: configuration.host, port: port, username: Self.operatorUsername, password: password,
+                home: configuration.homeID)
+            logger.info("issued new operator credentials", ["file": path])
+        }
+        credentials.host = configuration.host == "0.0.0.0" ? "127.0.0.1" : configuration.host
+        credentials.port = port
+        credentials.home = configuration.homeID
+        try AtomicFile.write(try JSONCoding.encoder.encode(credentials), to: path, mode: 0o600)
+        return (hash, credentials)
+    }
+
+    static func accessState(store: Store, daemon: CoreIdentity, operator: CoreIdentity) throws -> AccessState {
+        let providers = try store.providers().compactMap { record -> AccessState.Provider? in
+            guard let id = ProviderID(rawValue: record.id) else { return nil }
+            return AccessState.Provider(id: id, running: record.state == .running)
+        }
+        let clients = try store.clients(provider: nil).compactMap { record -> AccessState.Client? in
+            guard let provider = ProviderID(rawValue: record.provider), let name = ClientName(rawValue: record.name)
+            else { return nil }
+            let hash = record.passwordHash
+            return AccessState.Client(
+                identity: ClientIdentity(provider: provider, name: name),
+                password: PasswordHash(hash: hash.hash, salt: hash.salt, iterations: hash.iterations))
+        }
+        return AccessState(providers: providers, clients: clients, daemon: daemon, operators: [`operator`])
+    }
+
+    private static func announce(client: MQTTClient, gateway: CoreGateway, logger: Logger) async {
+        do {
+            try await client.publish(
+                topic: Topics.gatewayStatus, payload: Array(#"{"state":"running"}"#.utf8), qos: .atLeastOnce,
+                retain: true)
+        } catch {
+            logger.warning("cannot publish the gateway status", ["error": "\(error)"])
+        }
+        await gateway.publishAllStatus()
+    }
+
+    /// Answers on `mgmt/<target>/res/<replyTo>`; a request too broken to name its reply
+    /// level is answered on its MQTT 5 response topic when it is one of ours, else on
+    /// `mgmt/<target>/res/_errors`.
+    private static func reply(
+        _ response: Response, replyTo: String?, target: String, message: MQTTMessage, client: MQTTClient, logger: Logger
+    ) async {
+        let prefix = "mgmt/\(target)/res/"
+        let topic: String
+        if let replyTo {
+            topic = prefix + replyTo
+        } else if let responseTopic = message.responseTopic, responseTopic.hasPrefix(prefix),
+            Request.isValidReplyTo(String(responseTopic.dropFirst(prefix.count)))
+        {
+            topic = responseTopic
+        } else {
+            topic = prefix + "_errors"
+        }
+        do {
+            try await client.publish(
+                topic: topic, payload: try response.encoded(), qos: .atLeastOnce,
+                correlationData: message.correlationData)
+        } catch {
+            logger.warning("cannot publish a response", ["topic": topic, "error": "\(error)"])
+        }
+    }
+}
+
+/// An exclusive lock on the data directory (`flock` on the pid file), so two daemons can
+/// never manage the same store and broker files.
+final class DirectoryLock: Sendable {
+    private let fd: Int32
+
+    init(path: String) throws {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw VGWError(.io, "cannot open \(path): \(String(cString: strerror(errno)))") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let other = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            close(fd)
+            throw VGWError(
+                .conflict, "another vgwd (pid \(other ?? "unknown")) already uses this data directory")
+        }
+        ftruncate(fd, 0)
+        let pid = Array("\(getpid())\n".utf8)
+        _ = pid.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        self.fd = fd
+    }
+
+    func release() {
+        flock(fd, LOCK_UN)
+    }
+
+    deinit {
+        close(fd)
+    }
+}
