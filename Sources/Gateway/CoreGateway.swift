@@ -270,7 +270,7 @@ public actor CoreGateway {
         ProviderDetail(
             provider: record.id, state: record.state.rawValue, createdAt: record.createdAt,
             namespace: "vgw/\(record.id)/#", clients: try store.clients(provider: record.id).map(\.name),
-            isolation: "dynsec role \(record.id.isEmpty ? "" : "vgw-" + record.id), default deny")
+            isolation: "dynsec role vgw-\(record.id), default deny")
     }
 }
 
