@@ -127,6 +127,39 @@ private func processExists(_ pid: pid_t) -> Bool {
         }
     }
 
+    /// As root the broker may also drop to the mosquitto account: the supervisor then hands
+    /// it the data directory, and the plugin can still save its changes.
+    @Test(.enabled(if: geteuid() == 0 && getpwnam("mosquitto") != nil))
+    func rootDaemonCanRunTheBrokerAsTheMosquittoUser() async throws {
+        try await withTemporaryDirectory { dir in
+            let config = BrokerConfiguration(port: try Ports.freePort(), directory: dir.path, user: "mosquitto")
+            let initialized = try await BrokerFixture.runTool(
+                "mosquitto_ctrl",
+                ["dynsec", "init", config.dynsecFile, BrokerFixture.adminUser, BrokerFixture.adminPassword])
+            #expect(initialized == .exited(0))
+            let owner = try #require(config.brokerUserOwner)
+            let supervisor = BrokerSupervisor(configuration: config)
+            do {
+                try await supervisor.start()
+                let pid = try #require(await supervisor.pid)
+                let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+                #expect(status.contains("\nUid:\t\(owner.uid)\t"))
+                let created = try await BrokerFixture.runTool(
+                    "mosquitto_ctrl",
+                    [
+                        "-h", "127.0.0.1", "-p", String(config.listeners[0].port), "-u", BrokerFixture.adminUser,
+                        "-P", BrokerFixture.adminPassword, "dynsec", "createClient", "carol", "-p", "carol-secret",
+                    ])
+                #expect(created == .exited(0))
+                #expect(try String(contentsOfFile: config.dynsecFile, encoding: .utf8).contains("\"carol\""))
+            } catch {
+                await supervisor.stop()
+                throw error
+            }
+            await supervisor.stop()
+        }
+    }
+
     @Test func anonymousBrokerAcceptsPublishes() async throws {
         try await BrokerFixture.withBroker(anonymous: true) { broker in
             let status = try await broker.publish()
