@@ -1,0 +1,294 @@
+import CMosquitto
+import Support
+import Synchronization
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+// The libmosquitto callbacks. They run on libmosquitto's own network thread, so they are
+// plain nonisolated free functions (a callback inherited from an actor-isolated context
+// would trap with SIGILL on that thread). They find their client through the userdata
+// pointer, which holds an *unretained* reference to the client's `CallbackBox`: the client
+// owns the box and stops the network thread before it lets the box go, so the pointer is
+// never dangling while a callback can still run. They do no real work: they update the
+// locked state, resume continuations and yield into streams.
+
+private func box(_ obj: UnsafeMutableRawPointer?) -> CallbackBox? {
+  guard let obj else { return nil }
+  return Unmanaged<CallbackBox>.fromOpaque(obj).takeUnretainedValue()
+}
+
+func mqttOnConnect(
+  _ mosq: OpaquePointer?, _ obj: UnsafeMutableRawPointer?, _ rc: Int32, _ flags: Int32,
+  _ props: OpaquePointer?
+) {
+  box(obj)?.handleConnect(mosq, rc: rc, flags: flags)
+}
+
+func mqttOnDisconnect(
+  _ mosq: OpaquePointer?, _ obj: UnsafeMutableRawPointer?, _ rc: Int32, _ props: OpaquePointer?
+) {
+  box(obj)?.handleDisconnect(mosq, rc: rc)
+}
+
+func mqttOnPublish(
+  _ mosq: OpaquePointer?, _ obj: UnsafeMutableRawPointer?, _ mid: Int32, _ reason: Int32,
+  _ props: OpaquePointer?
+) {
+  box(obj)?.deliver(PendingKey(.publish, mid), .published(UInt8(truncatingIfNeeded: reason)))
+}
+
+func mqttOnSubscribe(
+  _ mosq: OpaquePointer?, _ obj: UnsafeMutableRawPointer?, _ mid: Int32, _ count: Int32,
+  _ granted: UnsafePointer<Int32>?, _ props: OpaquePointer?
+) {
+  var codes: [UInt8] = []
+  if let granted, count > 0 {
+    codes = UnsafeBufferPointer(start: granted, count: Int(count)).map {
+      UInt8(truncatingIfNeeded: $0)
+    }
+  }
+  box(obj)?.deliver(PendingKey(.subscribe, mid), .subscribed(codes))
+}
+
+func mqttOnUnsubscribe(
+  _ mosq: OpaquePointer?, _ obj: UnsafeMutableRawPointer?, _ mid: Int32, _ props: OpaquePointer?
+) {
+  box(obj)?.deliver(PendingKey(.unsubscribe, mid), .unsubscribed)
+}
+
+func mqttOnMessage(
+  _ mosq: OpaquePointer?, _ obj: UnsafeMutableRawPointer?,
+  _ message: UnsafePointer<mosquitto_message>?,
+  _ props: OpaquePointer?
+) {
+  guard let box = box(obj), let message, let topicPointer = message.pointee.topic else { return }
+  let length = Int(message.pointee.payloadlen)
+  var payload: [UInt8] = []
+  if length > 0, let bytes = message.pointee.payload {
+    payload = Array(UnsafeRawBufferPointer(start: bytes, count: length))
+  }
+  var responseTopic: String?
+  var correlationData: [UInt8]?
+  if let props {
+    var text: UnsafeMutablePointer<CChar>?
+    if mosquitto_property_read_string(props, Int32(MQTT_PROP_RESPONSE_TOPIC.rawValue), &text, false)
+      != nil,
+      let text
+    {
+      responseTopic = String(cString: text)
+      free(text)
+    }
+    var data: UnsafeMutableRawPointer?
+    var dataLength: UInt16 = 0
+    if mosquitto_property_read_binary(
+      props, Int32(MQTT_PROP_CORRELATION_DATA.rawValue), &data, &dataLength, false) != nil
+    {
+      correlationData =
+        data.map { Array(UnsafeRawBufferPointer(start: $0, count: Int(dataLength))) } ?? []
+      free(data)
+    }
+  }
+  box.messages.yield(
+    MQTTMessage(
+      topic: String(cString: topicPointer), payload: payload,
+      qos: QoS(rawValue: UInt8(truncatingIfNeeded: message.pointee.qos)) ?? .atMostOnce,
+      retain: message.pointee.retain, responseTopic: responseTopic, correlationData: correlationData
+    ))
+}
+
+/// What an awaited operation is waiting for.
+struct PendingKey: Hashable, Sendable {
+  enum Kind: Hashable, Sendable {
+    case connect, disconnect, publish, subscribe, unsubscribe
+  }
+  var kind: Kind
+  var id: Int32
+
+  init(_ kind: Kind, _ id: Int32) {
+    self.kind = kind
+    self.id = id
+  }
+}
+
+/// The broker's answer to an awaited operation.
+enum Reply: Sendable {
+  case connected(sessionPresent: Bool)
+  case published(UInt8)
+  case subscribed([UInt8])
+  case unsubscribed
+  case disconnected(Int32)
+}
+
+/// One awaited operation. The acknowledgement can arrive on the network thread *before*
+/// the caller has registered its continuation (libmosquitto returns the message id only
+/// after queueing the packet), and we never hold our lock while calling libmosquitto, so
+/// whichever side comes second completes the pair.
+enum Slot {
+  case waiting(CheckedContinuation<Reply, any Error>)
+  case arrived(Reply)
+  case failed(any Error)
+  /// The caller gave up (timeout, cancellation); drop the late acknowledgement.
+  case abandoned
+}
+
+struct ClientState: ~Copyable {
+  var pending: [PendingKey: Slot] = [:]
+  /// Granted subscriptions, re-sent after a reconnect that found no session.
+  var subscriptions: [String: QoS] = [:]
+  var isConnected = false
+  /// The network thread was started and not yet joined.
+  var loopRunning = false
+  /// `disconnect()` was called: the client is finished for good.
+  var closed = false
+}
+
+/// The part of the client the callbacks see. Owned by `MQTTClient`; see the note at the
+/// top of this file for why an unretained pointer to it is safe.
+final class CallbackBox: Sendable {
+  let state = Mutex(ClientState())
+  let messages: AsyncStream<MQTTMessage>.Continuation
+  let events: AsyncStream<MQTTEvent>.Continuation
+  let protocolVersion: MQTTProtocolVersion
+  let reconnect: Bool
+
+  init(
+    messages: AsyncStream<MQTTMessage>.Continuation, events: AsyncStream<MQTTEvent>.Continuation,
+    protocolVersion: MQTTProtocolVersion, reconnect: Bool
+  ) {
+    self.messages = messages
+    self.events = events
+    self.protocolVersion = protocolVersion
+    self.reconnect = reconnect
+  }
+
+  // MARK: Pending operations
+
+  /// Registers the caller's continuation, or completes it at once if the answer (or a
+  /// failure) came first.
+  func register(_ key: PendingKey, _ continuation: CheckedContinuation<Reply, any Error>) {
+    state.withLock { state in
+      switch state.pending[key] {
+      case .arrived(let reply):
+        state.pending[key] = nil
+        continuation.resume(returning: reply)
+      case .failed(let error):
+        state.pending[key] = .abandoned
+        continuation.resume(throwing: error)
+      case .waiting(let previous):
+        // A message id is reused only after its acknowledgement; fail the stale waiter.
+        previous.resume(throwing: VGWError(.mqtt, "message id reused"))
+        state.pending[key] = .waiting(continuation)
+      case .abandoned, nil:
+        state.pending[key] = .waiting(continuation)
+      }
+    }
+  }
+
+  func deliver(_ key: PendingKey, _ reply: Reply) {
+    state.withLock { state in
+      switch state.pending[key] {
+      case .waiting(let continuation):
+        state.pending[key] = nil
+        continuation.resume(returning: reply)
+      case .abandoned, .failed:
+        state.pending[key] = nil
+      case .arrived, nil:
+        state.pending[key] = .arrived(reply)
+      }
+    }
+  }
+
+  func fail(_ key: PendingKey, _ error: any Error) {
+    state.withLock { state in
+      switch state.pending[key] {
+      case .waiting(let continuation):
+        state.pending[key] = .abandoned
+        continuation.resume(throwing: error)
+      case nil:
+        state.pending[key] = .failed(error)
+      case .arrived, .failed, .abandoned:
+        break
+      }
+    }
+  }
+
+  /// Marks an operation whose answer nobody will wait for (resubscriptions, QoS 0 publishes).
+  func abandon(_ key: PendingKey) {
+    state.withLock { state in
+      if case .arrived = state.pending[key] {
+        state.pending[key] = nil
+      } else {
+        state.pending[key] = .abandoned
+      }
+    }
+  }
+
+  /// Fails every waiter of the given kinds; used when the connection drops (SUBACKs and
+  /// UNSUBACKs are not resent by libmosquitto) and on `disconnect()`.
+  func failAll(_ kinds: Set<PendingKey.Kind>, _ error: VGWError) {
+    state.withLock { state in
+      for (key, slot) in state.pending where kinds.contains(key.kind) {
+        if case .waiting(let continuation) = slot {
+          continuation.resume(throwing: error)
+        }
+        state.pending[key] = nil
+      }
+    }
+  }
+
+  // MARK: Connection
+
+  func handleConnect(_ mosq: OpaquePointer?, rc: Int32, flags: Int32) {
+    if rc == 0 {
+      let sessionPresent = flags & 1 != 0
+      let resubscribe = state.withLock { state -> [String: QoS] in
+        state.isConnected = true
+        return sessionPresent ? [:] : state.subscriptions
+      }
+      // Re-subscribe from the callback: libmosquitto only queues the packets, and they
+      // go out before anything a caller publishes after seeing `.connected`.
+      if let mosq {
+        for (filter, qos) in resubscribe.sorted(by: { $0.key < $1.key }) {
+          var mid: Int32 = 0
+          if mosquitto_subscribe_v5(mosq, &mid, filter, Int32(qos.rawValue), 0, nil)
+            == Library.success
+          {
+            abandon(PendingKey(.subscribe, mid))
+          }
+        }
+      }
+      deliver(PendingKey(.connect, 0), .connected(sessionPresent: sessionPresent))
+      events.yield(.connected(sessionPresent: sessionPresent))
+    } else {
+      let code = MQTTReasonCode(Int(rc), protocolVersion: protocolVersion)
+      state.withLock { $0.isConnected = false }
+      // Stop retrying: the same credentials would be refused again, forever.
+      // (mosquitto_disconnect only marks the state; the loop then ends by itself.)
+      if let mosq { _ = mosquitto_disconnect(mosq) }
+      fail(
+        PendingKey(.connect, 0),
+        VGWError(
+          .mqtt, "connection refused: \(MQTTReasonCode.text(for: Int(rc), protocolVersion))",
+          cause: code))
+      events.yield(.connectionRefused(code))
+    }
+  }
+
+  func handleDisconnect(_ mosq: OpaquePointer?, rc: Int32) {
+    let closed = state.withLock { state -> Bool in
+      state.isConnected = false
+      return state.closed
+    }
+    let lost = VGWError(.mqtt, "connection lost", cause: LibraryError(code: rc))
+    fail(PendingKey(.connect, 0), lost)
+    deliver(PendingKey(.disconnect, 0), .disconnected(rc))
+    failAll([.subscribe, .unsubscribe], lost)
+    if rc != 0, !reconnect || closed, let mosq {
+      // Without automatic reconnect, marking the state disconnected ends the loop.
+      _ = mosquitto_disconnect(mosq)
+    }
+    events.yield(.disconnected(reasonCode: rc))
+  }
+}
