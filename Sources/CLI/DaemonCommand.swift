@@ -79,7 +79,8 @@ public enum DaemonCommand {
 /// would leave the broker without its drain).
 final class SignalWaiter: Sendable {
     private let stream: AsyncStream<Int32>
-    private let sources: [any DispatchSourceSignal]
+    /// Only kept alive here, never touched after `init`; dispatch sources are thread-safe.
+    nonisolated(unsafe) private let sources: [any DispatchSourceSignal]
 
     init(_ signals: [Int32]) {
         let (stream, continuation) = AsyncStream.makeStream(of: Int32.self)

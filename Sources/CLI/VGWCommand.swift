@@ -20,28 +20,28 @@ public enum VGWCommand {
             CommandSpec(
                 "provider", summary: "manage virtual gateways (one per provider)",
                 subcommands: [
-                    CommandSpec("create", summary: Operation.vgwCreate.summary, positionals: [providerArg]),
-                    CommandSpec("delete", summary: Operation.vgwDelete.summary, positionals: [providerArg]),
-                    CommandSpec("start", summary: Operation.vgwStart.summary, positionals: [providerArg]),
-                    CommandSpec("stop", summary: Operation.vgwStop.summary, positionals: [providerArg]),
-                    CommandSpec("list", summary: Operation.vgwList.summary),
-                    CommandSpec("show", summary: Operation.vgwShow.summary, positionals: [providerArg]),
-                    CommandSpec("alive", summary: Operation.vgwIsAlive.summary, positionals: [providerArg]),
+                    CommandSpec("create", summary: ManagementOperation.vgwCreate.summary, positionals: [providerArg]),
+                    CommandSpec("delete", summary: ManagementOperation.vgwDelete.summary, positionals: [providerArg]),
+                    CommandSpec("start", summary: ManagementOperation.vgwStart.summary, positionals: [providerArg]),
+                    CommandSpec("stop", summary: ManagementOperation.vgwStop.summary, positionals: [providerArg]),
+                    CommandSpec("list", summary: ManagementOperation.vgwList.summary),
+                    CommandSpec("show", summary: ManagementOperation.vgwShow.summary, positionals: [providerArg]),
+                    CommandSpec("alive", summary: ManagementOperation.vgwIsAlive.summary, positionals: [providerArg]),
                 ]),
             CommandSpec(
                 "client", summary: "manage broker credentials of providers' devices and apps",
                 subcommands: [
                     CommandSpec(
-                        "add", summary: Operation.clientAdd.summary,
+                        "add", summary: ManagementOperation.clientAdd.summary,
                         positionals: [providerArg, PositionalSpec("name", help: "client name, e.g. thermostat")]),
                     CommandSpec(
-                        "remove", summary: Operation.clientRemove.summary,
+                        "remove", summary: ManagementOperation.clientRemove.summary,
                         positionals: [providerArg, PositionalSpec("name", help: "client name")]),
                     CommandSpec(
-                        "list", summary: Operation.clientList.summary,
+                        "list", summary: ManagementOperation.clientList.summary,
                         positionals: [PositionalSpec("provider", help: "only this provider's clients", optional: true)]),
                 ]),
-            CommandSpec("status", summary: Operation.gatewayStatus.summary),
+            CommandSpec("status", summary: ManagementOperation.gatewayStatus.summary),
             CommandSpec(
                 "request", summary: "send any management request and print the JSON response",
                 positionals: [PositionalSpec("op", help: "operation, e.g. vgw.list (see docs/protocol.md)")],
@@ -109,7 +109,7 @@ public enum VGWCommand {
         return !command.subcommands.isEmpty
     }
 
-    static func request(for parsed: ParsedArguments) throws -> (Operation, [String: JSONValue]) {
+    static func request(for parsed: ParsedArguments) throws -> (ManagementOperation, [String: JSONValue]) {
         let p = parsed.positionals
         func provider(_ index: Int = 0) -> [String: JSONValue] { ["provider": .string(p[index])] }
         switch parsed.path {
@@ -125,8 +125,8 @@ public enum VGWCommand {
         case ["client", "list"]: return (.clientList, p.isEmpty ? [:] : provider())
         case ["status"]: return (.gatewayStatus, [:])
         case ["request"]:
-            guard let op = Operation(rawValue: p[0]) else {
-                throw VGWError(.usage, "unknown op \(p[0]); known: \(Operation.allCases.map(\.rawValue).joined(separator: ", "))")
+            guard let op = ManagementOperation(rawValue: p[0]) else {
+                throw VGWError(.usage, "unknown op \(p[0]); known: \(ManagementOperation.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             var args: [String: JSONValue] = [:]
             for pair in parsed.values("--arg") {
@@ -157,7 +157,7 @@ public enum VGWCommand {
 
 /// Human output for each op: tables for lists, a sentence or key/value lines otherwise.
 enum Render {
-    static func human(_ op: Operation, _ result: JSONValue) -> String {
+    static func human(_ op: ManagementOperation, _ result: JSONValue) -> String {
         switch op {
         case .vgwList:
             let rows = (result["providers"]?.arrayValue ?? []).map { p in

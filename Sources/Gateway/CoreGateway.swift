@@ -77,7 +77,7 @@ public actor CoreGateway {
     }
 
     func perform(_ request: Request, caller: Caller) async throws -> JSONValue {
-        guard let op = Operation(rawValue: request.op) else {
+        guard let op = ManagementOperation(rawValue: request.op) else {
             throw VGWError(.unknownOp, "unknown op \(request.op)")
         }
         let args = Arguments(request.args)

@@ -1,6 +1,6 @@
 /// Every management operation, with who may call it. The one table of ops: the daemon
 /// dispatches on it, the CLI builds requests from it, the docs list it.
-public enum Operation: String, Sendable, CaseIterable, Codable {
+public enum ManagementOperation: String, Sendable, CaseIterable, Codable {
     case vgwCreate = "vgw.create"
     case vgwDelete = "vgw.delete"
     case vgwStart = "vgw.start"
