@@ -19,13 +19,13 @@ public final class ManagementClient: Sendable {
     /// Connects with the given identity and subscribes to its reply topic.
     public static func connect(
         host: String, port: UInt16, username: String, password: String, clientID: String? = nil,
-        target: ProviderID = .core, timeout: Duration = .seconds(10)
+        target: ProviderID = .core, timeout: Duration = .seconds(10), reconnect: Bool = false
     ) async throws -> ManagementClient {
         let replyTo = "r" + (try SecureRandom.token(bytes: 9))
         let client = try MQTTClient(
             MQTTConfiguration(
                 host: host, port: Int(port), clientID: clientID ?? "\(username)-\(replyTo)", username: username,
-                password: password, reconnect: false, operationTimeout: timeout))
+                password: password, reconnect: reconnect, operationTimeout: timeout))
         try await client.connect()
         let management = ManagementClient(client: client, target: target, replyTo: replyTo, timeout: timeout)
         do {

@@ -38,7 +38,8 @@ struct GatewayFixture {
         do {
             let credentials = try OperatorCredentials.load(from: DataDirectory(directory).operatorCredentials)
             let admin = try await ManagementClient.connect(
-                host: "127.0.0.1", port: port, username: credentials.username, password: credentials.password)
+                host: "127.0.0.1", port: port, username: credentials.username, password: credentials.password,
+                reconnect: true)
             let fixture = GatewayFixture(daemon: daemon, directory: directory, port: port, admin: admin)
             do {
                 let result = try await body(fixture)

@@ -83,13 +83,14 @@ struct IsolationTests {
             let aMgmt = try await gw.providerManagement(aCreds)
             _ = try await aMgmt.call("vgw.isAlive")
             await aMgmt.close()
-            _ = try await gw.admin.call("vgw.stop", ["provider": "b"])
-            _ = try await peerSeen.next { $0.topic == "status/b/state" && $0.payloadString.contains("stopped") }
+            // Adding a client republishes b's status: it reaches b's peer after anything the
+            // attacker's status messages could have left there.
+            _ = try await gw.addClient("b", "sentinel")
+            _ = try await peerSeen.next { $0.topic == "status/b/state" && $0.payloadString.contains("sentinel") }
             #expect(await seen.topics().allSatisfy { !$0.hasSuffix("/steal") && $0 != "vgw/a/x" })
             #expect(await seen.received.allSatisfy { !$0.payloadString.contains("forged") })
             #expect(await peerSeen.received.allSatisfy { !$0.payloadString.contains("forged") && $0.topic != "status/b/x" })
             // The dynsec command had no effect: b still cannot read a's namespace.
-            _ = try await gw.admin.call("vgw.start", ["provider": "b"])
             let retry = try await gw.connect(bCreds)
             #expect(MQTTClient.isRefusal(try await retry.subscribe("vgw/a/#")))
             await retry.disconnect()

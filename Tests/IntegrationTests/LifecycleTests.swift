@@ -138,9 +138,11 @@ struct LifecycleTests {
             let killedAt = ContinuousClock.now
             kill(pid, SIGKILL)
             // The client sees the loss, then is back (libmosquitto retries after 1 s).
+            var lost = false
             var reconnected = false
             while let event = await events.next() {
-                if case .connected = event {
+                if case .disconnected = event { lost = true }
+                if case .connected = event, lost {
                     reconnected = true
                     break
                 }
