@@ -11,7 +11,8 @@ import Synchronization
 public final class ManagementClient: Sendable {
     public let target: ProviderID
     private let client: MQTTClient
-    private let replyTo: String
+    /// This client's reply level: responses come to `mgmt/<target>/res/<replyTo>`.
+    public let replyTo: String
     private let timeout: Duration
     private let waiting = Mutex<[String: CheckedContinuation<Response, any Error>]>([:])
     private let reader: Mutex<Task<Void, Never>?> = Mutex(nil)
@@ -47,8 +48,11 @@ public final class ManagementClient: Sendable {
         self.timeout = timeout
         let task = Task { [weak self] in
             for await message in client.messages {
-                guard let response = try? Response.decode(message.payload), let id = response.id else { continue }
-                let waiter = self?.waiting.withLock { $0.removeValue(forKey: id) }
+                // MQTT 5 correlation data is echoed even for requests too broken to have an id.
+                guard let response = try? Response.decode(message.payload),
+                    let key = message.correlationData.map({ String(decoding: $0, as: UTF8.self) }) ?? response.id
+                else { continue }
+                let waiter = self?.waiting.withLock { $0.removeValue(forKey: key) }
                 waiter?.resume(returning: response)
             }
         }
@@ -59,11 +63,16 @@ public final class ManagementClient: Sendable {
     public func send(_ op: String, _ args: [String: JSONValue] = [:]) async throws -> Response {
         let id = try SecureRandom.token(bytes: 9)
         let request = Request(id: id, op: op, args: args, replyTo: replyTo)
-        return try await send(raw: try request.encoded(), id: id)
+        return try await send(raw: try request.encoded(), key: id)
     }
 
-    /// Sends any payload (tests send malformed ones) and awaits the response with `id`.
-    public func send(raw payload: [UInt8], id: String) async throws -> Response {
+    /// Sends any payload (tests send malformed ones) and awaits its response.
+    public func send(raw payload: [UInt8]) async throws -> Response {
+        try await send(raw: payload, key: try SecureRandom.token(bytes: 9))
+    }
+
+    /// `key` travels as MQTT 5 correlation data and identifies the response.
+    private func send(raw payload: [UInt8], key id: String) async throws -> Response {
         let timeout = self.timeout
         let timer = Task { [weak self] in
             try? await Task.sleep(for: timeout)
@@ -79,7 +88,8 @@ public final class ManagementClient: Sendable {
             Task {
                 do {
                     let code = try await client.publish(
-                        topic: topic, payload: payload, qos: .atLeastOnce, responseTopic: responseTopic)
+                        topic: topic, payload: payload, qos: .atLeastOnce, responseTopic: responseTopic,
+                        correlationData: Array(id.utf8))
                     if !MQTTClient.isSuccess(code) {
                         throw VGWError(.forbidden, "the broker refused the request to \(topic) (reason \(code))")
                     }
