@@ -15,6 +15,7 @@ let package = Package(
         .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // What Glibc does not give Swift: posix_spawn with process groups, prctl, prlimit.
         .target(name: "CSpawn", cSettings: [.define("_GNU_SOURCE")]),
 
@@ -25,11 +26,18 @@ let package = Package(
         .target(name: "Protocol", dependencies: ["Support"], swiftSettings: strict),
         .target(name: "Store", dependencies: ["CSQLite", "Support", "Protocol"], swiftSettings: strict),
         .target(name: "Supervisor", dependencies: ["CSpawn", "Support"], swiftSettings: strict),
+        // Bundle archives (tar.gz) and manifests: the only importer of zlib.
+        .target(name: "BundleFormat", dependencies: ["CZlib", "Protocol", "Support"], swiftSettings: strict),
+        // Per-VGW and per-bundle limits: cgroup v2, cgroup v1, rlimits.
+        .target(name: "ResourceControl", dependencies: ["Supervisor", "Support"], swiftSettings: strict),
         .target(
             name: "Broker", dependencies: ["Crypto", "MQTT", "Protocol", "Supervisor", "Support"],
             swiftSettings: strict),
         .target(
-            name: "Gateway", dependencies: ["Broker", "MQTT", "Protocol", "Store", "Supervisor", "Support"],
+            name: "Gateway",
+            dependencies: [
+                "Broker", "BundleFormat", "MQTT", "Protocol", "ResourceControl", "Store", "Supervisor", "Support",
+            ],
             swiftSettings: strict),
         .target(name: "CLI", dependencies: ["Gateway", "MQTT", "Protocol", "Support"], swiftSettings: strict),
         .executableTarget(name: "vgwd", dependencies: ["CLI"], swiftSettings: strict),
@@ -41,6 +49,8 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(name: "SupportTests", dependencies: ["Support"], swiftSettings: strict),
         .testTarget(name: "CryptoTests", dependencies: ["Crypto"], swiftSettings: strict),
+        .testTarget(name: "BundleFormatTests", dependencies: ["BundleFormat", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "ResourceControlTests", dependencies: ["ResourceControl", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "MQTTTests", dependencies: ["MQTT", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ProtocolTests", dependencies: ["Protocol"], swiftSettings: strict),
         .testTarget(name: "StoreTests", dependencies: ["Store", "TestSupport"], swiftSettings: strict),
