@@ -104,10 +104,20 @@ public final class DynSecClient: Sendable {
         self.timeout = timeout
     }
 
+    /// Runs one read command (`listRoles`, `getGroup`...) and returns its `data` object.
+    public func query(_ command: DynSecCommand) async throws -> JSONValue {
+        try await run([command])[0]["data"] ?? .null
+    }
+
     /// Runs a batch as one message. Throws `broker_error` naming the first command that
     /// failed (tolerated failures aside) and `timeout` if the plugin does not answer.
     public func execute(_ commands: [DynSecCommand]) async throws {
         guard !commands.isEmpty else { return }
+        _ = try await run(commands)
+    }
+
+    /// Sends the batch and returns one response per command, in order.
+    private func run(_ commands: [DynSecCommand]) async throws -> [JSONValue] {
         let batch = "vgw-\(counter.wrappingAdd(1, ordering: .relaxed).newValue)"
         var encoded: [JSONValue] = []
         for (index, command) in commands.enumerated() {
@@ -118,15 +128,18 @@ public final class DynSecClient: Sendable {
         }
         let payload = try JSONCoding.encoder.encode(JSONValue.object(["commands": .array(encoded)]))
         let responses = try await awaitResponses(batch: batch, payload: Array(payload))
-        for (index, command) in commands.enumerated() where !command.tolerateFailure {
+        var ordered: [JSONValue] = []
+        for (index, command) in commands.enumerated() {
             let response = responses.first { $0["correlationData"]?.stringValue == "\(batch):\(index)" }
             guard let response else {
                 throw VGWError(.broker, "dynamic security plugin did not answer \(command.command)")
             }
-            if let error = response["error"]?.stringValue {
+            if !command.tolerateFailure, let error = response["error"]?.stringValue {
                 throw VGWError(.broker, "dynamic security \(command.command) failed: \(error.lowercased())")
             }
+            ordered.append(response)
         }
+        return ordered
     }
 
     /// Hands a message from `$CONTROL/dynamic-security/v1/response` to the waiting batch.

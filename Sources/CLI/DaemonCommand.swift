@@ -15,6 +15,13 @@ public enum DaemonCommand {
             .value("--mosquitto", name: "path", help: "the mosquitto executable (default: found in /usr/sbin or PATH)"),
             .value("--max-request-bytes", name: "bytes", help: "largest management request accepted (default 1048576)"),
             .value("--log-level", name: "level", help: "debug, info, warn or error (default info)"),
+            .value(
+                "--external-broker", name: "host:port",
+                help: "use this running Mosquitto (with the dynamic security plugin) instead of starting one"),
+            .value("--broker-admin", name: "user", help: "with --external-broker: a client that may administer its plugin"),
+            .value(
+                "--broker-admin-password-file", name: "file",
+                help: "with --external-broker: file holding that client's password"),
             .flag("--version", help: "print the version"),
         ])
 
@@ -65,6 +72,9 @@ public enum DaemonCommand {
             guard bytes > 0 else { throw VGWError(.usage, "--max-request-bytes must be positive") }
             configuration.maxRequestBytes = bytes
         }
+        if let address = parsed.value("--external-broker") {
+            configuration.externalBroker = try externalBroker(address, parsed)
+        }
         if let name = parsed.value("--log-level") {
             guard let level = Logger.Level(name: name) else {
                 throw VGWError(.usage, "--log-level must be debug, info, warn or error")
@@ -72,6 +82,26 @@ public enum DaemonCommand {
             Logger.threshold.withLock { $0 = level }
         }
         return configuration
+    }
+}
+
+extension DaemonCommand {
+    static func externalBroker(_ address: String, _ parsed: ParsedArguments) throws
+        -> GatewayConfiguration.ExternalBroker
+    {
+        let parts = address.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, !parts[0].isEmpty, let port = UInt16(parts[1]), port > 0 else {
+            throw VGWError(.usage, "--external-broker expects host:port, got '\(address)'")
+        }
+        guard let user = parsed.value("--broker-admin"), let file = parsed.value("--broker-admin-password-file") else {
+            throw VGWError(.usage, "--external-broker needs --broker-admin and --broker-admin-password-file")
+        }
+        guard let password = try? String(contentsOfFile: file, encoding: .utf8) else {
+            throw VGWError(.config, "cannot read the broker admin password from \(file)")
+        }
+        return .init(
+            host: String(parts[0]), port: port, adminUsername: user,
+            adminPassword: password.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 }
 

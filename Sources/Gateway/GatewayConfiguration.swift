@@ -19,6 +19,24 @@ public struct GatewayConfiguration: Sendable {
     public var maxPacketBytes: Int = 16 << 20
     /// The mosquitto executable; nil looks it up.
     public var mosquittoPath: String?
+    /// Use an operator's own Mosquitto (with the dynamic security plugin) instead of
+    /// starting one; nil runs the embedded broker.
+    public var externalBroker: ExternalBroker?
+
+    /// An already running broker and an identity that may administer its plugin.
+    public struct ExternalBroker: Sendable, Equatable {
+        public var host: String
+        public var port: UInt16
+        public var adminUsername: String
+        public var adminPassword: String
+
+        public init(host: String, port: UInt16, adminUsername: String, adminPassword: String) {
+            self.host = host
+            self.port = port
+            self.adminUsername = adminUsername
+            self.adminPassword = adminPassword
+        }
+    }
 
     public init(dataDirectory: String) {
         self.dataDirectory = dataDirectory

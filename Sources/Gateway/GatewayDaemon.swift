@@ -17,7 +17,7 @@ public final class GatewayDaemon: Sendable {
     public let directory: DataDirectory
 
     private struct Running: Sendable {
-        var broker: BrokerSupervisor
+        var broker: BrokerSupervisor?
         var client: MQTTClient
         var gateway: CoreGateway
         var tasks: [Task<Void, Never>]
@@ -45,46 +45,58 @@ public final class GatewayDaemon: Sendable {
         try directory.create()
         let lock = try DirectoryLock(path: directory.pidFile)
         let store = try Store(path: directory.store)
-        let port = try choosePort()
-        let operatorCredentials = try ensureOperator(store: store, port: port)
+        let external = configuration.externalBroker
+        let host = external?.host ?? configuration.host
+        let port = try external?.port ?? choosePort()
+        let (operatorHash, operatorCredentials) = try ensureOperator(store: store, host: host, port: port)
+        let daemonUsername = Self.daemonUsername
         let daemonPassword = try SecureRandom.token()
-        let daemonIdentity = CoreIdentity(
-            username: Self.daemonUsername, password: try PasswordHash.make(password: daemonPassword))
-        let operatorIdentity = CoreIdentity(username: Self.operatorUsername, password: operatorCredentials.hash)
-
-        let brokerConfiguration = BrokerConfiguration(
-            host: configuration.host, port: port, directory: directory.brokerDirectory,
-            mosquittoPath: configuration.mosquittoPath, maxPacketBytes: configuration.maxPacketBytes)
-        let dynsecFile = brokerConfiguration.dynsecFile
-        let owner = brokerConfiguration.brokerUserOwner
-        let logger = self.logger
-        // Before every broker start and restart: the plugin's file, written from the store.
-        let broker = BrokerSupervisor(configuration: brokerConfiguration) {
+        let daemonIdentity = CoreIdentity(username: daemonUsername, password: try PasswordHash.make(password: daemonPassword))
+        let operatorIdentity = CoreIdentity(username: Self.operatorUsername, password: operatorHash)
+        if let external {
             let state = try Self.accessState(store: store, daemon: daemonIdentity, operator: operatorIdentity)
-            try AccessPolicy.config(for: state).write(to: dynsecFile, owner: owner)
-            logger.info(
-                "wrote broker access configuration from the store",
-                ["providers": state.providers.count, "clients": state.clients.count])
+            try await reconcile(
+                external, state: state,
+                passwords: [daemonUsername: daemonPassword, Self.operatorUsername: operatorCredentials.password])
         }
-        try await broker.start()
+
+        var broker: BrokerSupervisor?
+        if external == nil {
+            let brokerConfiguration = BrokerConfiguration(
+                host: configuration.host, port: port, directory: directory.brokerDirectory,
+                mosquittoPath: configuration.mosquittoPath, maxPacketBytes: configuration.maxPacketBytes)
+            let dynsecFile = brokerConfiguration.dynsecFile
+            let owner = brokerConfiguration.brokerUserOwner
+            let logger = self.logger
+            // Before every broker start and restart: the plugin's file, written from the store.
+            let supervisor = BrokerSupervisor(configuration: brokerConfiguration) {
+                let state = try Self.accessState(store: store, daemon: daemonIdentity, operator: operatorIdentity)
+                try AccessPolicy.config(for: state).write(to: dynsecFile, owner: owner)
+                logger.info(
+                    "wrote broker access configuration from the store",
+                    ["providers": state.providers.count, "clients": state.clients.count])
+            }
+            try await supervisor.start()
+            broker = supervisor
+        }
 
         let client: MQTTClient
         do {
             client = try MQTTClient(
                 MQTTConfiguration(
-                    host: configuration.host == "0.0.0.0" ? "127.0.0.1" : configuration.host, port: Int(port),
-                    clientID: Self.daemonUsername, username: Self.daemonUsername, password: daemonPassword,
+                    host: Self.connectable(host), port: Int(port), clientID: daemonUsername, username: daemonUsername,
+                    password: daemonPassword,
                     will: MQTTWill(
                         topic: Topics.gatewayStatus, payload: Array(#"{"state":"offline"}"#.utf8), retain: true)))
             try await client.connect()
         } catch {
-            await broker.stop()
+            await broker?.stop()
             throw error
         }
         let dynsec = DynSecClient { payload in
             try await client.publish(topic: Topics.dynsecControl, payload: payload, qos: .atLeastOnce)
         }
-        let address = (host: configuration.host, port: port)
+        let address = (host: Self.connectable(host), port: port)
         let gateway = CoreGateway(
             store: store, dynsec: dynsec, homeID: configuration.homeID,
             publish: { topic, payload, retain in
@@ -132,14 +144,12 @@ public final class GatewayDaemon: Sendable {
                 }
             })
         do {
-            let codes = try await client.subscribe([Topics.allRequests, Topics.dynsecResponse], qos: .atLeastOnce)
-            guard codes.allSatisfy({ !MQTTClient.isRefusal($0) }) else {
-                throw VGWError(.broker, "the broker refused the daemon's subscriptions (\(codes))")
-            }
+            try await Self.subscribe(client, Topics.dynsecResponse)
+            try await Self.subscribe(client, Topics.allRequests)
         } catch {
             tasks.forEach { $0.cancel() }
             await client.disconnect()
-            await broker.stop()
+            await broker?.stop()
             throw error
         }
         await Self.announce(client: client, gateway: gateway, logger: logger)
@@ -148,7 +158,10 @@ public final class GatewayDaemon: Sendable {
         }
         logger.info(
             "gateway ready",
-            ["home": configuration.homeID, "broker": "\(configuration.host):\(port)", "data": directory.path])
+            [
+                "home": configuration.homeID, "broker": "\(host):\(port)", "data": directory.path,
+                "mode": external == nil ? "embedded" : "external",
+            ])
     }
 
     /// Drains: stops taking requests, says so on the status topic, disconnects, stops the broker.
@@ -161,12 +174,50 @@ public final class GatewayDaemon: Sendable {
             topic: Topics.gatewayStatus, payload: Array(#"{"state":"stopped"}"#.utf8), qos: .atLeastOnce, retain: true)
         await state.client.disconnect()
         for task in state.tasks { task.cancel() }
-        await state.broker.stop()
+        await state.broker?.stop()
         state.lock.release()
         logger.info("gateway stopped")
     }
 
     // MARK: Start-up pieces
+
+    /// Brings an external broker in line with the store, over a short-lived connection of
+    /// the operator-supplied admin client; the daemon then serves as `core.vgwd`, created
+    /// here with this run's password (the admin's own roles are never touched, so it is
+    /// never kicked mid-batch).
+    private func reconcile(
+        _ external: GatewayConfiguration.ExternalBroker, state: AccessState, passwords: [String: String]
+    ) async throws {
+        let admin = try await MQTTClient.connected(
+            MQTTConfiguration(
+                host: external.host, port: Int(external.port), clientID: "core.reconciler",
+                username: external.adminUsername, password: external.adminPassword, reconnect: false))
+        let dynsec = DynSecClient { payload in
+            try await admin.publish(topic: Topics.dynsecControl, payload: payload, qos: .atLeastOnce)
+        }
+        let reader = Task {
+            for await message in admin.messages where message.topic == Topics.dynsecResponse {
+                dynsec.deliver(message.payload)
+            }
+        }
+        defer { reader.cancel() }
+        do {
+            try await Self.subscribe(admin, Topics.dynsecResponse)
+            let report = try await ExternalReconciler.reconcile(state: state, passwords: passwords, dynsec: dynsec)
+            logger.info(
+                "reconciled the external broker from the store",
+                ["providers": state.providers.count, "removed": report.removedStale.joined(separator: ",")])
+            if !report.missingClients.isEmpty {
+                logger.error(
+                    "clients missing from the external broker: re-issue them with client.remove and client.add",
+                    ["clients": report.missingClients.joined(separator: ",")])
+            }
+        } catch {
+            await admin.disconnect()
+            throw error
+        }
+        await admin.disconnect()
+    }
 
     private func choosePort() throws -> UInt16 {
         if Ports.isFree(host: configuration.host, port: configuration.port) { return configuration.port }
@@ -183,7 +234,9 @@ public final class GatewayDaemon: Sendable {
 
     /// The operator's identity persists across restarts: its hash in the store, its
     /// password in `operator.json` (0600) for `vgw`. Either missing: a fresh pair.
-    private func ensureOperator(store: Store, port: UInt16) throws -> (hash: PasswordHash, credentials: OperatorCredentials) {
+    private func ensureOperator(store: Store, host: String, port: UInt16) throws -> (
+        hash: PasswordHash, credentials: OperatorCredentials
+    ) {
         let path = directory.operatorCredentials
         let existing = try? OperatorCredentials.load(from: path)
         let storedHash = try store.setting("operator.password").flatMap {
@@ -199,15 +252,27 @@ public final class GatewayDaemon: Sendable {
             hash = try PasswordHash.make(password: password)
             try store.setSetting("operator.password", String(decoding: try JSONCoding.encoder.encode(hash), as: UTF8.self))
             credentials = OperatorCredentials(
-                host: configuration.host, port: port, username: Self.operatorUsername, password: password,
+                host: host, port: port, username: Self.operatorUsername, password: password,
                 home: configuration.homeID)
             logger.info("issued new operator credentials", ["file": path])
         }
-        credentials.host = configuration.host == "0.0.0.0" ? "127.0.0.1" : configuration.host
+        credentials.host = Self.connectable(host)
         credentials.port = port
         credentials.home = configuration.homeID
         try AtomicFile.write(try JSONCoding.encoder.encode(credentials), to: path, mode: 0o600)
         return (hash, credentials)
+    }
+
+    /// A wildcard listening address is reached through loopback.
+    static func connectable(_ host: String) -> String {
+        host == "0.0.0.0" || host == "::" ? "127.0.0.1" : host
+    }
+
+    private static func subscribe(_ client: MQTTClient, _ filter: String) async throws {
+        let code = try await client.subscribe(filter, qos: .atLeastOnce)
+        guard !MQTTClient.isRefusal(code) else {
+            throw VGWError(.broker, "the broker refused the daemon's subscription to \(filter) (reason \(code))")
+        }
     }
 
     static func accessState(store: Store, daemon: CoreIdentity, operator: CoreIdentity) throws -> AccessState {
