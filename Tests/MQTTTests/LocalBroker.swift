@@ -103,6 +103,17 @@ final class LocalBroker: Sendable {
     throw BrokerError(description: "mosquitto did not listen on port \(port) within 5 s: \(log)")
   }
 
+  /// Changes a user's password in the password file; mosquitto reads it at start.
+  func setPassword(user: String, password: String) throws {
+    let passwordFile = directory.appendingPathComponent("passwd").path
+    try runToCompletion("/usr/bin/mosquitto_passwd", ["-b", passwordFile, user, password])
+  }
+
+  /// How many TCP connections the broker has logged so far.
+  var connectionCount: Int {
+    log.components(separatedBy: "\n").filter { $0.contains("New connection from") }.count
+  }
+
   /// SIGTERM, then SIGKILL after 2 s; always reaps the process.
   func stop() {
     guard

@@ -198,6 +198,47 @@ struct ResilienceTests {
     }
   }
 
+  @Test func connectTimesOutAgainstAFrozenBroker() async throws {
+    try await withLocalBroker { broker in
+      var configuration = config(broker, "frozen")
+      configuration.operationTimeout = .milliseconds(300)
+      let client = try MQTTClient(configuration)
+      broker.pause()
+      defer { broker.resume() }
+      // The kernel still accepts the TCP connection; the CONNACK never comes.
+      let error = await #expect(throws: VGWError.self) { try await client.connect() }
+      #expect(error?.code == .timeout)
+      #expect(!client.isConnected)
+    }
+  }
+
+  @Test func refusalAfterAReconnectStopsTheClient() async throws {
+    try await withLocalBroker(Self.users) { broker in
+      let alice = try await Connected(
+        config(broker, "alice", username: "alice", password: "secret"))
+      broker.crash()
+      guard case .disconnected = try await alice.events.next() else {
+        Issue.record("expected a disconnection")
+        return
+      }
+      // The password changes while the broker is down: the automatic reconnect is refused.
+      try broker.setPassword(user: "alice", password: "changed")
+      try broker.start()
+      let refused = try await alice.events.first(within: .seconds(10)) {
+        if case .connectionRefused = $0 { return true }
+        return false
+      }
+      #expect(refused == .connectionRefused(MQTTReasonCode(0x87, protocolVersion: .v5)))
+      #expect(!alice.client.isConnected)
+      // No further attempts: with the minimum 1 s reconnect delay, a retry would show up
+      // in the broker log within 2 s. (A negative check can only be bounded by waiting.)
+      let attempts = broker.connectionCount
+      try await Task.sleep(for: .milliseconds(2200))
+      #expect(broker.connectionCount == attempts, "\(broker.log)")
+      await alice.client.disconnect()
+    }
+  }
+
   @Test func publishFailsOrTimesOutWhenTheBrokerIsGone() async throws {
     try await withLocalBroker { broker in
       var configuration = config(broker, "orphan")
