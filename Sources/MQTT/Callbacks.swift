@@ -142,6 +142,8 @@ struct ClientState: ~Copyable {
   var loopRunning = false
   /// `disconnect()` was called: the client is finished for good.
   var closed = false
+  /// A `connect()` is in progress (guards against two concurrent calls).
+  var connecting = false
   /// Message ids of the automatic resubscriptions still waiting for their SUBACK, with
   /// their filters; `.connected` is announced once they are all answered.
   var resubscribing: [Int32: [String]] = [:]

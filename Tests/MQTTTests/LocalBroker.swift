@@ -172,7 +172,11 @@ func withLocalBroker<T>(
   do {
     return try await body(broker)
   } catch {
-    Issue.record("broker log:\n\(broker.log.suffix(3000))")
+    // Keep the whole log for diagnosis; the temporary directory is removed.
+    let kept = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "mqtt-test-failure-\(broker.port).log")
+    try? broker.log.write(to: kept, atomically: true, encoding: .utf8)
+    Issue.record("broker log (all of it in \(kept.path)):\n\(broker.log.suffix(3000))")
     throw error
   }
 }
