@@ -158,6 +158,17 @@ final class CallbackBox: Sendable {
   let events: AsyncStream<MQTTEvent>.Continuation
   let protocolVersion: MQTTProtocolVersion
   let reconnect: Bool
+  /// Set by the client: restarts the network thread after a fatal error (see
+  /// `handleDisconnect`). Holds the client weakly.
+  let recovery = Mutex<(@Sendable () -> Void)?>(nil)
+
+  /// The `MOSQ_ERR_*` codes after which libmosquitto 2.0's `mosquitto_loop_forever` gives
+  /// up instead of reconnecting (protocol error, out of memory, ...).
+  static let fatalCodes: Set<Int32> = [
+    MOSQ_ERR_NOMEM, MOSQ_ERR_PROTOCOL, MOSQ_ERR_INVAL, MOSQ_ERR_NOT_FOUND, MOSQ_ERR_TLS,
+    MOSQ_ERR_PAYLOAD_SIZE, MOSQ_ERR_NOT_SUPPORTED, MOSQ_ERR_AUTH, MOSQ_ERR_ACL_DENIED,
+    MOSQ_ERR_UNKNOWN, MOSQ_ERR_EAI, MOSQ_ERR_PROXY,
+  ].reduce(into: []) { $0.insert(Int32($1.rawValue)) }
 
   init(
     messages: AsyncStream<MQTTMessage>.Continuation, events: AsyncStream<MQTTEvent>.Continuation,
@@ -327,6 +338,10 @@ final class CallbackBox: Sendable {
     if rc != 0, !reconnect || closed, let mosq {
       // Without automatic reconnect, marking the state disconnected ends the loop.
       _ = mosquitto_disconnect(mosq)
+    } else if reconnect, CallbackBox.fatalCodes.contains(rc) {
+      // libmosquitto's loop ends for good after this error; the client restarts it so that
+      // services survive (the restart runs in a task, not on this thread).
+      recovery.withLock { $0 }?()
     }
     events.yield(.disconnected(reasonCode: rc))
   }

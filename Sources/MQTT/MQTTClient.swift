@@ -55,6 +55,7 @@ public final class MQTTClient: Sendable {
     self.handle = MosquittoHandle(raw: raw)
     // From here on, deinit runs if a configuration step fails, and destroys `raw`.
     try configure(configuration)
+    box.recovery.withLock { $0 = { [weak self] in self?.recoverFromFatalError() } }
   }
 
   private func configure(_ configuration: MQTTConfiguration) throws(VGWError) {
@@ -228,6 +229,36 @@ public final class MQTTClient: Sendable {
     _ = mosquitto_disconnect(handle.raw)
     _ = mosquitto_loop_stop(handle.raw, true)
     box.state.withLock { $0.isConnected = false }
+  }
+
+  /// Restarts the connection after libmosquitto's network loop ended on a fatal error
+  /// (for example a protocol error), retrying with the configured backoff until it
+  /// connects, is refused, or the client is disconnected or released.
+  private func recoverFromFatalError() {
+    let minimum = Duration.seconds(Int(max(1, configuration.reconnectDelayMin)))
+    let maximum = Duration.seconds(
+      Int(max(configuration.reconnectDelayMin, configuration.reconnectDelayMax)))
+    Task { [weak self] in
+      var delay = minimum
+      while true {
+        try? await Task.sleep(for: delay)
+        guard let client = self, !client.box.state.withLock({ $0.closed }) else { return }
+        // The network thread has ended; join it so that a new one can start.
+        client.stopLoop()
+        do {
+          try await client.connect()
+          client.logger.info(
+            "reconnected after a fatal error", ["client": client.configuration.clientID])
+          return
+        } catch let error as VGWError where error.mqttReasonCode != nil {
+          client.logger.error("reconnect refused", ["error": error])
+          return
+        } catch {
+          client.logger.warning("reconnect failed", ["error": error])
+        }
+        delay = min(delay * 2, maximum)
+      }
+    }
   }
 
   // MARK: Publish

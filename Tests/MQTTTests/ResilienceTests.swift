@@ -239,6 +239,21 @@ struct ResilienceTests {
     }
   }
 
+  @Test func restartsTheNetworkLoopAfterAFatalProtocolError() async throws {
+    let fake = try FakeBroker()
+    defer { fake.stop() }
+    let client = try MQTTClient(MQTTConfiguration(port: fake.port, clientID: "fatal"))
+    let events = Inbox(client.events)
+    try await client.connect()
+    #expect(try await events.next() == .connected(sessionPresent: false))
+    // libmosquitto's own loop gives up after a protocol error (MOSQ_ERR_PROTOCOL = 2).
+    #expect(try await events.next() == .disconnected(reasonCode: 2))
+    #expect(try await events.next(within: .seconds(5)) == .connected(sessionPresent: false))
+    #expect(fake.connections == 2)
+    #expect(client.isConnected)
+    await client.disconnect()
+  }
+
   @Test func publishFailsOrTimesOutWhenTheBrokerIsGone() async throws {
     try await withLocalBroker { broker in
       var configuration = config(broker, "orphan")
