@@ -12,7 +12,10 @@ import Synchronization
 // pointer, which holds an *unretained* reference to the client's `CallbackBox`: the client
 // owns the box and stops the network thread before it lets the box go, so the pointer is
 // never dangling while a callback can still run. They do no real work: they update the
-// locked state, resume continuations and yield into streams.
+// locked state, resume continuations and yield into streams. The only libmosquitto calls
+// made from them only queue packets or mark state (re-subscriptions on reconnect,
+// `mosquitto_disconnect` to stop retrying), and our lock is never held across a
+// libmosquitto call, so the two libraries' locks cannot deadlock.
 
 private func box(_ obj: UnsafeMutableRawPointer?) -> CallbackBox? {
   guard let obj else { return nil }

@@ -19,6 +19,11 @@ struct MosquittoHandle: @unchecked Sendable {
 /// runs on, or blocks, that thread. Every awaited operation is bounded by
 /// `MQTTConfiguration.operationTimeout`.
 ///
+/// Reconnection: libmosquitto reconnects by itself with exponential backoff; after a
+/// reconnect without a session the client re-sends its granted subscriptions. After the
+/// few errors that end libmosquitto's loop for good (a protocol error from the broker),
+/// the client restarts the loop itself. A refused CONNACK stops the client.
+///
 /// Life cycle: `init` → `connect()` → use → `disconnect()`. After `disconnect()` the
 /// streams are finished and the client cannot be reused. Dropping the client without
 /// `disconnect()` is allowed: `deinit` stops the network thread before freeing anything.
