@@ -12,7 +12,10 @@ import Synchronization
 // pointer, which holds an *unretained* reference to the client's `CallbackBox`: the client
 // owns the box and stops the network thread before it lets the box go, so the pointer is
 // never dangling while a callback can still run. They do no real work: they update the
-// locked state, resume continuations and yield into streams.
+// locked state, resume continuations and yield into streams. The only libmosquitto calls
+// made from them only queue packets or mark state (re-subscriptions on reconnect,
+// `mosquitto_disconnect` to stop retrying), and our lock is never held across a
+// libmosquitto call, so the two libraries' locks cannot deadlock.
 
 private func box(_ obj: UnsafeMutableRawPointer?) -> CallbackBox? {
   guard let obj else { return nil }
@@ -49,7 +52,7 @@ func mqttOnSubscribe(
       UInt8(truncatingIfNeeded: $0)
     }
   }
-  box(obj)?.deliver(PendingKey(.subscribe, mid), .subscribed(codes))
+  box(obj)?.handleSuback(mid: mid, codes: codes)
 }
 
 func mqttOnUnsubscribe(
@@ -142,6 +145,12 @@ struct ClientState: ~Copyable {
   var loopRunning = false
   /// `disconnect()` was called: the client is finished for good.
   var closed = false
+  /// A `connect()` is in progress (guards against two concurrent calls).
+  var connecting = false
+  /// Message ids of the automatic resubscriptions still waiting for their SUBACK, with
+  /// their filters; `.connected` is announced once they are all answered.
+  var resubscribing: [Int32: [String]] = [:]
+  var deferredConnected: MQTTEvent?
 }
 
 /// The part of the client the callbacks see. Owned by `MQTTClient`; see the note at the
@@ -152,6 +161,17 @@ final class CallbackBox: Sendable {
   let events: AsyncStream<MQTTEvent>.Continuation
   let protocolVersion: MQTTProtocolVersion
   let reconnect: Bool
+  /// Set by the client: restarts the network thread after a fatal error (see
+  /// `handleDisconnect`). Holds the client weakly.
+  let recovery = Mutex<(@Sendable () -> Void)?>(nil)
+
+  /// The `MOSQ_ERR_*` codes after which libmosquitto 2.0's `mosquitto_loop_forever` gives
+  /// up instead of reconnecting (protocol error, out of memory, ...).
+  static let fatalCodes: Set<Int32> = [
+    MOSQ_ERR_NOMEM, MOSQ_ERR_PROTOCOL, MOSQ_ERR_INVAL, MOSQ_ERR_NOT_FOUND, MOSQ_ERR_TLS,
+    MOSQ_ERR_PAYLOAD_SIZE, MOSQ_ERR_NOT_SUPPORTED, MOSQ_ERR_AUTH, MOSQ_ERR_ACL_DENIED,
+    MOSQ_ERR_UNKNOWN, MOSQ_ERR_EAI, MOSQ_ERR_PROXY,
+  ].reduce(into: []) { $0.insert(Int32($1.rawValue)) }
 
   init(
     messages: AsyncStream<MQTTMessage>.Continuation, events: AsyncStream<MQTTEvent>.Continuation,
@@ -245,22 +265,32 @@ final class CallbackBox: Sendable {
       let sessionPresent = flags & 1 != 0
       let resubscribe = state.withLock { state -> [String: QoS] in
         state.isConnected = true
+        state.resubscribing = [:]
+        state.deferredConnected = nil
         return sessionPresent ? [:] : state.subscriptions
       }
-      // Re-subscribe from the callback: libmosquitto only queues the packets, and they
-      // go out before anything a caller publishes after seeing `.connected`.
+      // Re-subscribe from the callback: libmosquitto only queues the packets. The
+      // `.connected` event waits for their SUBACKs, so that whoever reacts to it (for
+      // example by asking a peer to publish) can rely on the subscriptions.
+      var sent: [Int32: [String]] = [:]
       if let mosq {
         for (filter, qos) in resubscribe.sorted(by: { $0.key < $1.key }) {
           var mid: Int32 = 0
-          if mosquitto_subscribe_v5(mosq, &mid, filter, Int32(qos.rawValue), 0, nil)
-            == Library.success
-          {
-            abandon(PendingKey(.subscribe, mid))
+          let rc = mosquitto_subscribe_v5(mosq, &mid, filter, Int32(qos.rawValue), 0, nil)
+          if rc == Library.success {
+            sent[mid] = [filter]
           }
         }
       }
+      let event = MQTTEvent.connected(sessionPresent: sessionPresent)
+      let announceNow = state.withLock { state -> Bool in
+        guard !sent.isEmpty else { return true }
+        state.resubscribing = sent
+        state.deferredConnected = event
+        return false
+      }
       deliver(PendingKey(.connect, 0), .connected(sessionPresent: sessionPresent))
-      events.yield(.connected(sessionPresent: sessionPresent))
+      if announceNow { events.yield(event) }
     } else {
       let code = MQTTReasonCode(Int(rc), protocolVersion: protocolVersion)
       state.withLock { $0.isConnected = false }
@@ -276,9 +306,32 @@ final class CallbackBox: Sendable {
     }
   }
 
+  /// A SUBACK: either for a caller's `subscribe` or for an automatic resubscription.
+  func handleSuback(mid: Int32, codes: [UInt8]) {
+    let (automatic, event) = state.withLock { state -> (Bool, MQTTEvent?) in
+      guard let filters = state.resubscribing.removeValue(forKey: mid) else { return (false, nil) }
+      // A subscription the broker no longer grants (its ACL changed) is forgotten.
+      for (filter, code) in zip(filters, codes) where code >= 0x80 {
+        state.subscriptions[filter] = nil
+      }
+      guard state.resubscribing.isEmpty, let event = state.deferredConnected else {
+        return (true, nil)
+      }
+      state.deferredConnected = nil
+      return (true, event)
+    }
+    if !automatic {
+      deliver(PendingKey(.subscribe, mid), .subscribed(codes))
+    } else if let event {
+      events.yield(event)
+    }
+  }
+
   func handleDisconnect(_ mosq: OpaquePointer?, rc: Int32) {
     let closed = state.withLock { state -> Bool in
       state.isConnected = false
+      state.resubscribing = [:]
+      state.deferredConnected = nil
       return state.closed
     }
     let lost = VGWError(.mqtt, "connection lost", cause: LibraryError(code: rc))
@@ -288,6 +341,10 @@ final class CallbackBox: Sendable {
     if rc != 0, !reconnect || closed, let mosq {
       // Without automatic reconnect, marking the state disconnected ends the loop.
       _ = mosquitto_disconnect(mosq)
+    } else if reconnect, CallbackBox.fatalCodes.contains(rc) {
+      // libmosquitto's loop ends for good after this error; the client restarts it so that
+      // services survive (the restart runs in a task, not on this thread).
+      recovery.withLock { $0 }?()
     }
     events.yield(.disconnected(reasonCode: rc))
   }

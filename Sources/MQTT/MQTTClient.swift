@@ -19,6 +19,11 @@ struct MosquittoHandle: @unchecked Sendable {
 /// runs on, or blocks, that thread. Every awaited operation is bounded by
 /// `MQTTConfiguration.operationTimeout`.
 ///
+/// Reconnection: libmosquitto reconnects by itself with exponential backoff; after a
+/// reconnect without a session the client re-sends its granted subscriptions. After the
+/// few errors that end libmosquitto's loop for good (a protocol error from the broker),
+/// the client restarts the loop itself. A refused CONNACK stops the client.
+///
 /// Life cycle: `init` → `connect()` → use → `disconnect()`. After `disconnect()` the
 /// streams are finished and the client cannot be reused. Dropping the client without
 /// `disconnect()` is allowed: `deinit` stops the network thread before freeing anything.
@@ -38,7 +43,7 @@ public final class MQTTClient: Sendable {
   private let logger = Logger("mqtt")
 
   public init(_ configuration: MQTTConfiguration) throws(VGWError) {
-    _ = Library.initialized
+    try Library.check(Library.initialized, "initialise libmosquitto")
     self.configuration = configuration
     let (messages, messagesContinuation) = AsyncStream.makeStream(of: MQTTMessage.self)
     let (events, eventsContinuation) = AsyncStream.makeStream(of: MQTTEvent.self)
@@ -55,6 +60,7 @@ public final class MQTTClient: Sendable {
     self.handle = MosquittoHandle(raw: raw)
     // From here on, deinit runs if a configuration step fails, and destroys `raw`.
     try configure(configuration)
+    box.recovery.withLock { $0 = { [weak self] in self?.recoverFromFatalError() } }
   }
 
   private func configure(_ configuration: MQTTConfiguration) throws(VGWError) {
@@ -62,6 +68,16 @@ public final class MQTTClient: Sendable {
     let version = configuration.protocolVersion == .v5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311
     try Library.check(
       mosquitto_int_option(mosq, MOSQ_OPT_PROTOCOL_VERSION, Int32(version)), "set protocol version")
+    if configuration.protocolVersion == .v5 {
+      // libmosquitto 2.0.11 counts incoming QoS 1/2 messages against a receive maximum of
+      // 20 but frees a slot only after it has already sent the PUBACK/PUBCOMP, so under
+      // load the broker legitimately sends the 21st message first and the client drops the
+      // connection with a protocol error (which also ends its reconnect loop). Announcing
+      // the largest receive maximum removes the race; the broker still limits what it has
+      // in flight to us (`max_inflight_messages`).
+      try Library.check(
+        mosquitto_int_option(mosq, MOSQ_OPT_RECEIVE_MAXIMUM, 65535), "set receive maximum")
+    }
     if configuration.username != nil || configuration.password != nil {
       try Library.check(
         mosquitto_username_pw_set(mosq, configuration.username, configuration.password),
@@ -93,7 +109,9 @@ public final class MQTTClient: Sendable {
 
   deinit {
     // Join the network thread *before* destroying the handle and releasing the box,
-    // so that no callback can run against freed memory.
+    // so that no callback can run against freed memory. The thread is cancelled, so the
+    // queued DISCONNECT may never reach the broker: dropping a connected client counts as
+    // a connection loss and the broker may publish the will. Call `disconnect()` first.
     let running = box.state.withLock { state -> Bool in
       state.closed = true
       defer { state.loopRunning = false }
@@ -126,17 +144,24 @@ public final class MQTTClient: Sendable {
   /// thread stopped, so `connect()` may be called again.
   ///
   /// The TCP connect itself is blocking (libmosquitto has no asynchronous v5 connect
-  /// that takes CONNECT properties); on loopback that is immediate.
+  /// that takes CONNECT properties); on loopback that is immediate, for a remote host it
+  /// is bounded by the kernel's connect timeout, not by `operationTimeout`.
+  ///
+  /// A refusal after an *automatic* reconnect (credentials revoked meanwhile) is reported
+  /// as `.connectionRefused` on `events`; the client then stays stopped until
+  /// `disconnect()`, and a new client is needed.
   public func connect() async throws {
     let mosq = handle.raw
     let startable = box.state.withLock { state -> Bool in
-      guard !state.closed, !state.loopRunning else { return false }
+      guard !state.closed, !state.loopRunning, !state.connecting else { return false }
+      state.connecting = true
       state.pending[PendingKey(.connect, 0)] = nil
       return true
     }
     guard startable else {
       throw VGWError(.mqtt, "connect: the client is already connected or was disconnected")
     }
+    defer { box.state.withLock { $0.connecting = false } }
     var properties: OpaquePointer?
     defer { mosquitto_property_free_all(&properties) }
     if configuration.protocolVersion == .v5, configuration.sessionExpiryInterval > 0 {
@@ -156,6 +181,11 @@ public final class MQTTClient: Sendable {
     } catch {
       box.state.withLock { $0.loopRunning = false }
       throw error
+    }
+    if box.state.withLock({ $0.closed }) {
+      // `disconnect()` ran while we were connecting; it could not see the thread yet.
+      stopLoop()
+      throw VGWError(.mqtt, "connect: the client was disconnected")
     }
     do {
       _ = try await awaitReply(PendingKey(.connect, 0), "connect")
@@ -199,9 +229,41 @@ public final class MQTTClient: Sendable {
       return state.loopRunning
     }
     guard running else { return }
+    // Return codes deliberately ignored: NO_CONN (already down) and INVAL (thread already
+    // gone) are both fine when the goal is "stopped".
     _ = mosquitto_disconnect(handle.raw)
     _ = mosquitto_loop_stop(handle.raw, true)
     box.state.withLock { $0.isConnected = false }
+  }
+
+  /// Restarts the connection after libmosquitto's network loop ended on a fatal error
+  /// (for example a protocol error), retrying with the configured backoff until it
+  /// connects, is refused, or the client is disconnected or released.
+  private func recoverFromFatalError() {
+    let minimum = Duration.seconds(Int(max(1, configuration.reconnectDelayMin)))
+    let maximum = Duration.seconds(
+      Int(max(configuration.reconnectDelayMin, configuration.reconnectDelayMax)))
+    Task { [weak self] in
+      var delay = minimum
+      while true {
+        try? await Task.sleep(for: delay)
+        guard let client = self, !client.box.state.withLock({ $0.closed }) else { return }
+        // The network thread has ended; join it so that a new one can start.
+        client.stopLoop()
+        do {
+          try await client.connect()
+          client.logger.info(
+            "reconnected after a fatal error", ["client": client.configuration.clientID])
+          return
+        } catch let error as VGWError where error.mqttReasonCode != nil {
+          client.logger.error("reconnect refused", ["error": error])
+          return
+        } catch {
+          client.logger.warning("reconnect failed", ["error": error])
+        }
+        delay = min(delay * 2, maximum)
+      }
+    }
   }
 
   // MARK: Publish

@@ -119,8 +119,9 @@ public struct MQTTMessage: Sendable, Equatable {
 
 /// Changes of the connection, in the order the network thread saw them.
 public enum MQTTEvent: Sendable, Equatable {
-  /// A CONNACK with success; after an automatic reconnect without a session the client
-  /// has already re-sent its subscriptions when this is delivered.
+  /// A CONNACK with success. After an automatic reconnect without a session, it is
+  /// delivered only once the broker has answered the automatic re-subscriptions, so a
+  /// consumer that reacts to it (for example by asking a peer to publish) can rely on them.
   case connected(sessionPresent: Bool)
   /// The connection ended. `reasonCode` is 0 for our own clean disconnect, the MQTT 5
   /// DISCONNECT reason code when the broker sent one (0x98 administrative action,

@@ -85,6 +85,39 @@ struct ClientTests {
     }
   }
 
+  @Test(arguments: [MQTTProtocolVersion.v5, .v311])
+  func manyConcurrentPublishesAreAllAcknowledgedAndDelivered(version: MQTTProtocolVersion)
+    async throws
+  {
+    try await withLocalBroker { broker in
+      let subscriber = try await Connected(config(broker, "sub", version: version))
+      let publisher = try await Connected(config(broker, "pub", version: version))
+      try await subscriber.client.subscribe("load/#", qos: .exactlyOnce)
+      let count = 300
+      let codes = try await withThrowingTaskGroup(of: UInt8.self) { group in
+        for index in 0..<count {
+          group.addTask {
+            try await publisher.client.publish(
+              topic: "load/\(index)", string: "\(index)",
+              qos: index % 2 == 0 ? .atLeastOnce : .exactlyOnce)
+          }
+        }
+        return try await group.reduce(into: []) { $0.append($1) }
+      }
+      #expect(codes.count == count)
+      #expect(
+        codes.allSatisfy { $0 == 0 },
+        "\(Dictionary(grouping: codes, by: { $0 }).mapValues(\.count))")
+      var seen = Set<String>()
+      for _ in 0..<count {
+        seen.insert(try await subscriber.messages.next().payloadString)
+      }
+      #expect(seen.count == count)
+      await publisher.client.disconnect()
+      await subscriber.client.disconnect()
+    }
+  }
+
   @Test func publishWithoutSubscribersReportsNoMatchingSubscribers() async throws {
     try await withLocalBroker { broker in
       let publisher = try await Connected(config(broker, "pub"))

@@ -21,6 +21,9 @@ struct BrokerOptions: Sendable {
   var acl: [String]?
   /// Extra configuration lines.
   var extraConfig: [String] = []
+  /// Load the dynamic-security plugin with one admin client (`admin` / `adminpw`) whose role
+  /// has exactly these ACLs (`[acltype, topic, allow]`), plus dynsec administration.
+  var dynsecACLs: [(type: String, topic: String, allow: Bool)]?
 }
 
 /// One mosquitto process on a free loopback port, in a private temporary directory.
@@ -62,6 +65,15 @@ final class LocalBroker: Sendable {
       try (acl.joined(separator: "\n") + "\n").write(to: aclFile, atomically: true, encoding: .utf8)
       config.append("acl_file \(aclFile.path)")
     }
+    if let acls = options.dynsecACLs {
+      let file = directory.appendingPathComponent("dynsec.json").path
+      try runToCompletion("/usr/bin/mosquitto_ctrl", ["dynsec", "init", file, "admin", "adminpw"])
+      try rewriteAdminRole(file: file, acls: acls)
+      config += [
+        "plugin /usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
+        "plugin_opt_config_file \(file)",
+      ]
+    }
     config += options.extraConfig
     configPath = directory.appendingPathComponent("mosquitto.conf").path
     try (config.joined(separator: "\n") + "\n").write(
@@ -89,6 +101,17 @@ final class LocalBroker: Sendable {
     }
     stop()
     throw BrokerError(description: "mosquitto did not listen on port \(port) within 5 s: \(log)")
+  }
+
+  /// Changes a user's password in the password file; mosquitto reads it at start.
+  func setPassword(user: String, password: String) throws {
+    let passwordFile = directory.appendingPathComponent("passwd").path
+    try runToCompletion("/usr/bin/mosquitto_passwd", ["-b", passwordFile, user, password])
+  }
+
+  /// How many TCP connections the broker has logged so far.
+  var connectionCount: Int {
+    log.components(separatedBy: "\n").filter { $0.contains("New connection from") }.count
   }
 
   /// SIGTERM, then SIGKILL after 2 s; always reaps the process.
@@ -149,7 +172,11 @@ func withLocalBroker<T>(
   do {
     return try await body(broker)
   } catch {
-    Issue.record("broker log:\n\(broker.log.suffix(3000))")
+    // Keep the whole log for diagnosis; the temporary directory is removed.
+    let kept = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "mqtt-test-failure-\(broker.port).log")
+    try? broker.log.write(to: kept, atomically: true, encoding: .utf8)
+    Issue.record("broker log (all of it in \(kept.path)):\n\(broker.log.suffix(3000))")
     throw error
   }
 }
@@ -236,4 +263,24 @@ func runToCompletion(_ path: String, _ arguments: [String]) throws {
     throw BrokerError(
       description: "\(path) \(arguments.joined(separator: " ")) failed with status \(status)")
   }
+}
+
+/// Replaces the ACLs of the `admin` role made by `mosquitto_ctrl dynsec init`, keeping
+/// its dynamic-security administration rights.
+private func rewriteAdminRole(file: String, acls: [(type: String, topic: String, allow: Bool)])
+  throws
+{
+  let data = try Data(contentsOf: URL(fileURLWithPath: file))
+  guard var root = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+    var roles = root["roles"] as? [[String: Any]], !roles.isEmpty
+  else { throw BrokerError(description: "unexpected dynsec file") }
+  var list: [[String: Any]] = [
+    ["acltype": "publishClientSend", "topic": "$CONTROL/dynamic-security/#", "allow": true],
+    ["acltype": "publishClientReceive", "topic": "$CONTROL/dynamic-security/#", "allow": true],
+    ["acltype": "subscribePattern", "topic": "$CONTROL/dynamic-security/#", "allow": true],
+  ]
+  list += acls.map { ["acltype": $0.type, "topic": $0.topic, "allow": $0.allow] }
+  roles[0]["acls"] = list
+  root["roles"] = roles
+  try JSONSerialization.data(withJSONObject: root).write(to: URL(fileURLWithPath: file))
 }
