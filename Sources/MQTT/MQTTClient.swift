@@ -78,6 +78,9 @@ public final class MQTTClient: Sendable {
       try Library.check(
         mosquitto_int_option(mosq, MOSQ_OPT_RECEIVE_MAXIMUM, 65535), "set receive maximum")
     }
+    // Management requests and replies are small: without TCP_NODELAY each one can wait
+    // for Nagle's algorithm and the peer's delayed ACK (tens of milliseconds).
+    try Library.check(mosquitto_int_option(mosq, MOSQ_OPT_TCP_NODELAY, 1), "set tcp nodelay")
     if configuration.username != nil || configuration.password != nil {
       try Library.check(
         mosquitto_username_pw_set(mosq, configuration.username, configuration.password),
