@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Builds vgwd and vgw in release mode and installs them with the systemd unit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+swift build -c release
+install -m 0755 .build/release/vgwd .build/release/vgw /usr/local/bin/
+install -m 0644 deploy/vgwd.service /etc/systemd/system/vgwd.service
+echo "installed; start with: systemctl daemon-reload && systemctl enable --now vgwd"
+echo "the CLI: vgw -d /var/lib/vgw provider list"
