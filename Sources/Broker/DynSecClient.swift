@@ -39,7 +39,8 @@ public enum DynSecCommands {
         return [
             DynSecCommand("deleteGroup", ["groupname": .string(group)], tolerateFailure: true),
             DynSecCommand("deleteRole", ["rolename": .string(role)], tolerateFailure: true),
-            DynSecCommand("createRole", ["rolename": .string(role), "acls": acls(AccessPolicy.providerACLs(provider))]),
+            DynSecCommand(
+                "createRole", ["rolename": .string(role), "acls": acls(AccessPolicy.providerACLs(provider))]),
             DynSecCommand("createGroup", ["groupname": .string(group)]),
             DynSecCommand("addGroupRole", ["groupname": .string(group), "rolename": .string(role)]),
         ]
@@ -48,7 +49,8 @@ public enum DynSecCommands {
     /// Removes every identity, the group and the role of a provider.
     public static func deleteProvider(_ provider: ProviderID, clients: [ClientIdentity]) -> [DynSecCommand] {
         clients.map { DynSecCommand("deleteClient", ["username": .string($0.username)], tolerateFailure: true) } + [
-            DynSecCommand("deleteGroup", ["groupname": .string(AccessPolicy.groupName(provider))], tolerateFailure: true),
+            DynSecCommand(
+                "deleteGroup", ["groupname": .string(AccessPolicy.groupName(provider))], tolerateFailure: true),
             DynSecCommand("deleteRole", ["rolename": .string(AccessPolicy.roleName(provider))], tolerateFailure: true),
         ]
     }

@@ -89,7 +89,9 @@ public struct DynSecConfig: Codable, Sendable, Equatable {
         do {
             data = try encoder.encode(self)
         } catch {
-            throw VGWError(.internalError, "cannot encode the dynamic security configuration", cause: SendableDescription("\(error)"))
+            throw VGWError(
+                .internalError, "cannot encode the dynamic security configuration",
+                cause: SendableDescription("\(error)"))
         }
         try AtomicFile.write(data, to: path, mode: 0o600, owner: owner)
     }
@@ -127,7 +129,8 @@ public struct ACL: Codable, Sendable, Equatable, Hashable {
 
 /// Atomic file replacement, so a crash mid-write never leaves a truncated configuration.
 public enum AtomicFile {
-    public static func write(_ data: Data, to path: String, mode: mode_t, owner: (uid: uid_t, gid: gid_t)? = nil) throws {
+    public static func write(_ data: Data, to path: String, mode: mode_t, owner: (uid: uid_t, gid: gid_t)? = nil) throws
+    {
         let temporary = path + ".tmp-\(getpid())"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
         guard fd >= 0 else { throw VGWError(.io, "cannot write \(temporary): \(String(cString: strerror(errno)))") }

@@ -36,7 +36,8 @@ public enum ExternalReconciler {
                     ]
                 ])
         ]
-        let core = [(state.daemon, AccessPolicy.daemonRole, AccessPolicy.daemonACLs)]
+        let core =
+            [(state.daemon, AccessPolicy.daemonRole, AccessPolicy.daemonACLs)]
             + state.operators.map { ($0, AccessPolicy.operatorRole, AccessPolicy.operatorACLs) }
         for (identity, role, acls) in core {
             guard let password = passwords[identity.username] else {
@@ -62,7 +63,8 @@ public enum ExternalReconciler {
             let members = try await dynsec.query(DynSecCommand("getGroup", ["groupname": .string(group)]))
             for member in members["group"]?["clients"]?.arrayValue ?? [] {
                 if let username = member["username"]?.stringValue {
-                    commands.append(DynSecCommand("deleteClient", ["username": .string(username)], tolerateFailure: true))
+                    commands.append(
+                        DynSecCommand("deleteClient", ["username": .string(username)], tolerateFailure: true))
                     report.removedStale.append("client \(username)")
                 }
             }
@@ -87,7 +89,10 @@ public enum ExternalReconciler {
             commands.append(
                 DynSecCommand(
                     "addGroupClient",
-                    ["groupname": .string(AccessPolicy.groupName(client.identity.provider)), "username": .string(username)]))
+                    [
+                        "groupname": .string(AccessPolicy.groupName(client.identity.provider)),
+                        "username": .string(username),
+                    ]))
             commands += DynSecCommands.setEnabled(running[client.identity.provider] == true, clients: [client.identity])
         }
         try await dynsec.execute(commands)

@@ -6,11 +6,16 @@ import Support
 /// `vgwd`: runs the core gateway until SIGTERM or SIGINT, then drains and stops the broker.
 public enum DaemonCommand {
     public static let spec = CommandSpec(
-        "vgwd", summary: "the VirtualGateway core gateway: a supervised Mosquitto broker with isolated virtual gateways",
+        "vgwd",
+        summary: "the VirtualGateway core gateway: a supervised Mosquitto broker with isolated virtual gateways",
         options: [
-            .value("--data-dir", "-d", name: "dir", help: "state directory (default $VGW_DATA_DIR, $XDG_STATE_HOME/vgw or ./vgw-data)"),
+            .value(
+                "--data-dir", "-d", name: "dir",
+                help: "state directory (default $VGW_DATA_DIR, $XDG_STATE_HOME/vgw or ./vgw-data)"),
             .value("--host", name: "address", help: "address the broker listens on (default 127.0.0.1)"),
-            .value("--port", "-p", name: "port", help: "broker port (default 1883; a taken default falls back to a free port)"),
+            .value(
+                "--port", "-p", name: "port",
+                help: "broker port (default 1883; a taken default falls back to a free port)"),
             .value("--home", name: "id", help: "this home's id in responses (default: the host name)"),
             .value("--mosquitto", name: "path", help: "the mosquitto executable (default: found in /usr/sbin or PATH)"),
             .value("--max-request-bytes", name: "bytes", help: "largest management request accepted (default 1048576)"),
@@ -18,7 +23,8 @@ public enum DaemonCommand {
             .value(
                 "--external-broker", name: "host:port",
                 help: "use this running Mosquitto (with the dynamic security plugin) instead of starting one"),
-            .value("--broker-admin", name: "user", help: "with --external-broker: a client that may administer its plugin"),
+            .value(
+                "--broker-admin", name: "user", help: "with --external-broker: a client that may administer its plugin"),
             .value(
                 "--broker-admin-password-file", name: "file",
                 help: "with --external-broker: file holding that client's password"),

@@ -7,7 +7,9 @@ import Support
 /// through the broker, with the operator identity found in the data directory.
 public enum VGWCommand {
     static let global: [OptionSpec] = [
-        .value("--data-dir", "-d", name: "dir", help: "vgwd's data directory (default $VGW_DATA_DIR, $XDG_STATE_HOME/vgw or ./vgw-data)"),
+        .value(
+            "--data-dir", "-d", name: "dir",
+            help: "vgwd's data directory (default $VGW_DATA_DIR, $XDG_STATE_HOME/vgw or ./vgw-data)"),
         .flag("--json", "-o", help: "print the raw JSON result, for scripts"),
         .value("--timeout", name: "seconds", help: "how long to wait for vgwd's answer (default 10)"),
     ]
@@ -46,7 +48,9 @@ public enum VGWCommand {
                 "request", summary: "send any management request and print the JSON response",
                 positionals: [PositionalSpec("op", help: "operation, e.g. vgw.list (see docs/protocol.md)")],
                 options: [
-                    .value("--arg", "-a", name: "key=value", help: "an argument (repeatable; value parsed as JSON when it is)", repeatable: true),
+                    .value(
+                        "--arg", "-a", name: "key=value",
+                        help: "an argument (repeatable; value parsed as JSON when it is)", repeatable: true),
                     .value("--target", name: "provider", help: "send to mgmt/<provider>/req instead of mgmt/core/req"),
                 ]),
             CommandSpec("version", summary: "print the version"),
@@ -126,7 +130,10 @@ public enum VGWCommand {
         case ["status"]: return (.gatewayStatus, [:])
         case ["request"]:
             guard let op = ManagementOperation(rawValue: p[0]) else {
-                throw VGWError(.usage, "unknown op \(p[0]); known: \(ManagementOperation.allCases.map(\.rawValue).joined(separator: ", "))")
+                throw VGWError(
+                    .usage,
+                    "unknown op \(p[0]); known: \(ManagementOperation.allCases.map(\.rawValue).joined(separator: ", "))"
+                )
             }
             var args: [String: JSONValue] = [:]
             for pair in parsed.values("--arg") {
@@ -161,14 +168,23 @@ enum Render {
         switch op {
         case .vgwList:
             let rows = (result["providers"]?.arrayValue ?? []).map { p in
-                [p["provider"]?.stringValue ?? "", p["state"]?.stringValue ?? "", String(p["clients"]?.intValue ?? 0), p["createdAt"]?.stringValue ?? ""]
+                [
+                    p["provider"]?.stringValue ?? "", p["state"]?.stringValue ?? "",
+                    String(p["clients"]?.intValue ?? 0), p["createdAt"]?.stringValue ?? "",
+                ]
             }
-            return rows.isEmpty ? "no virtual gateways" : Table(headers: ["provider", "state", "clients", "created"], rows: rows).render()
+            return rows.isEmpty
+                ? "no virtual gateways"
+                : Table(headers: ["provider", "state", "clients", "created"], rows: rows).render()
         case .clientList:
             let rows = (result["clients"]?.arrayValue ?? []).map { c in
-                [c["provider"]?.stringValue ?? "", c["name"]?.stringValue ?? "", c["username"]?.stringValue ?? "", c["createdAt"]?.stringValue ?? ""]
+                [
+                    c["provider"]?.stringValue ?? "", c["name"]?.stringValue ?? "", c["username"]?.stringValue ?? "",
+                    c["createdAt"]?.stringValue ?? "",
+                ]
             }
-            return rows.isEmpty ? "no clients" : Table(headers: ["provider", "name", "username", "created"], rows: rows).render()
+            return rows.isEmpty
+                ? "no clients" : Table(headers: ["provider", "name", "username", "created"], rows: rows).render()
         case .clientAdd:
             return """
                 client \(result["username"]?.stringValue ?? "") created. The password is shown only once:
@@ -183,9 +199,11 @@ enum Render {
         case .vgwCreate, .vgwStart, .vgwStop:
             return "virtual gateway \(result["provider"]?.stringValue ?? "") is \(result["state"]?.stringValue ?? "")"
         case .vgwDelete:
-            return "virtual gateway \(result["provider"]?.stringValue ?? "") deleted (\(result["clientsRemoved"]?.intValue ?? 0) clients removed)"
+            return
+                "virtual gateway \(result["provider"]?.stringValue ?? "") deleted (\(result["clientsRemoved"]?.intValue ?? 0) clients removed)"
         case .vgwIsAlive:
-            return "\(result["provider"]?.stringValue ?? ""): \(result["alive"]?.boolValue == true ? "alive" : "stopped")"
+            return
+                "\(result["provider"]?.stringValue ?? ""): \(result["alive"]?.boolValue == true ? "alive" : "stopped")"
         case .clientRemove:
             return "client \(result["provider"]?.stringValue ?? "").\(result["name"]?.stringValue ?? "") removed"
         case .vgwShow, .gatewayStatus:

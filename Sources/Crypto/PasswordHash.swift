@@ -32,10 +32,13 @@ public struct PasswordHash: Sendable, Equatable, Codable {
     /// Whether `password` matches; constant-time comparison of the derived keys.
     public func verify(_ password: String) -> Bool {
         guard let salt = Base64.decode(salt), let expected = Base64.decode(hash), iterations > 0,
-            let key = try? PasswordHash.pbkdf2SHA512(password: Array(password.utf8), salt: salt, iterations: iterations),
+            let key = try? PasswordHash.pbkdf2SHA512(
+                password: Array(password.utf8), salt: salt, iterations: iterations),
             key.count == expected.count
         else { return false }
-        return key.withUnsafeBytes { a in expected.withUnsafeBytes { b in sodium_memcmp(a.baseAddress, b.baseAddress, a.count) == 0 } }
+        return key.withUnsafeBytes { a in
+            expected.withUnsafeBytes { b in sodium_memcmp(a.baseAddress, b.baseAddress, a.count) == 0 }
+        }
     }
 
     /// PBKDF2 (RFC 8018) with HMAC-SHA512, one 64-byte block: exactly dynsec's key length.

@@ -51,8 +51,11 @@ public actor CoreGateway {
         case .success(let decoded): request = decoded
         case .failure(let failure):
             logger.warning(
-                "refused a malformed request", ["target": target, "code": failure.error.code, "error": failure.error.message])
-            return (Response.failure(id: failure.partial.id, error: failure.error, home: homeID), failure.partial.replyTo)
+                "refused a malformed request",
+                ["target": target, "code": failure.error.code, "error": failure.error.message])
+            return (
+                Response.failure(id: failure.partial.id, error: failure.error, home: homeID), failure.partial.replyTo
+            )
         }
         let caller: Caller
         if target == ProviderID.core.rawValue {
@@ -71,7 +74,8 @@ public actor CoreGateway {
             let error = VGWError.wrap(error, .internalError, "internal error")
             let level: Logger.Level = error.code == .internalError || error.code == .storage ? .error : .info
             logger.log(
-                level, "refused", ["op": request.op, "caller": "\(caller)", "code": error.code, "error": error.description])
+                level, "refused",
+                ["op": request.op, "caller": "\(caller)", "code": error.code, "error": error.description])
             return (Response.failure(id: request.id, error: error, home: homeID), request.replyTo)
         }
     }
@@ -133,7 +137,9 @@ public actor CoreGateway {
             try args.allowOnly(["provider"])
             let provider: ProviderID? = try scoped ?? args.optionalProvider()
             if let provider { _ = try existing(provider) }
-            return try JSONValue(encoding: ["clients": try store.clients(provider: provider?.rawValue).map(ClientView.init)])
+            return try JSONValue(encoding: [
+                "clients": try store.clients(provider: provider?.rawValue).map(ClientView.init)
+            ])
         case .gatewayStatus:
             try args.allowOnly([])
             let address = brokerAddress()
@@ -163,7 +169,9 @@ public actor CoreGateway {
         try await dynsec.execute(DynSecCommands.deleteProvider(provider, clients: clients))
         let removed = try store.deleteProvider(provider.rawValue)
         await clearStatus(provider)
-        return ["provider": .string(provider.rawValue), "deleted": true, "clientsRemoved": .number(Double(removed.count))]
+        return [
+            "provider": .string(provider.rawValue), "deleted": true, "clientsRemoved": .number(Double(removed.count)),
+        ]
     }
 
     private func setRunning(_ provider: ProviderID, _ running: Bool) async throws -> JSONValue {

@@ -111,7 +111,8 @@ public struct OperatorCredentials: Codable, Sendable, Equatable {
         do {
             return try JSONDecoder().decode(OperatorCredentials.self, from: data)
         } catch {
-            throw VGWError(.config, "operator credentials at \(path) are not valid", cause: SendableDescription("\(error)"))
+            throw VGWError(
+                .config, "operator credentials at \(path) are not valid", cause: SendableDescription("\(error)"))
         }
     }
 }

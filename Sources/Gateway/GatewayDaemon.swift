@@ -51,7 +51,8 @@ public final class GatewayDaemon: Sendable {
         let (operatorHash, operatorCredentials) = try ensureOperator(store: store, host: host, port: port)
         let daemonUsername = Self.daemonUsername
         let daemonPassword = try SecureRandom.token()
-        let daemonIdentity = CoreIdentity(username: daemonUsername, password: try PasswordHash.make(password: daemonPassword))
+        let daemonIdentity = CoreIdentity(
+            username: daemonUsername, password: try PasswordHash.make(password: daemonPassword))
         let operatorIdentity = CoreIdentity(username: Self.operatorUsername, password: operatorHash)
         if let external {
             let state = try Self.accessState(store: store, daemon: daemonIdentity, operator: operatorIdentity)
@@ -147,7 +148,7 @@ public final class GatewayDaemon: Sendable {
             try await Self.subscribe(client, Topics.dynsecResponse)
             try await Self.subscribe(client, Topics.allRequests)
         } catch {
-            tasks.forEach { $0.cancel() }
+            for task in tasks { task.cancel() }
             await client.disconnect()
             await broker?.stop()
             throw error
@@ -166,10 +167,12 @@ public final class GatewayDaemon: Sendable {
 
     /// Drains: stops taking requests, says so on the status topic, disconnects, stops the broker.
     public func stop() async {
-        guard let state = running.withLock({ value -> Running? in
-            defer { value = nil }
-            return value
-        }) else { return }
+        guard
+            let state = running.withLock({ value -> Running? in
+                defer { value = nil }
+                return value
+            })
+        else { return }
         _ = try? await state.client.publish(
             topic: Topics.gatewayStatus, payload: Array(#"{"state":"stopped"}"#.utf8), qos: .atLeastOnce, retain: true)
         await state.client.disconnect()
@@ -244,13 +247,16 @@ public final class GatewayDaemon: Sendable {
         }
         var credentials: OperatorCredentials
         let hash: PasswordHash
-        if let existing, let storedHash, existing.username == Self.operatorUsername, storedHash.verify(existing.password) {
+        if let existing, let storedHash, existing.username == Self.operatorUsername,
+            storedHash.verify(existing.password)
+        {
             credentials = existing
             hash = storedHash
         } else {
             let password = try SecureRandom.token()
             hash = try PasswordHash.make(password: password)
-            try store.setSetting("operator.password", String(decoding: try JSONCoding.encoder.encode(hash), as: UTF8.self))
+            try store.setSetting(
+                "operator.password", String(decoding: try JSONCoding.encoder.encode(hash), as: UTF8.self))
             credentials = OperatorCredentials(
                 host: host, port: port, username: Self.operatorUsername, password: password,
                 home: configuration.homeID)
@@ -338,7 +344,8 @@ final class DirectoryLock: Sendable {
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw VGWError(.io, "cannot open \(path): \(String(cString: strerror(errno)))") }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            let other = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            let other = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(
+                in: .whitespacesAndNewlines)
             close(fd)
             throw VGWError(
                 .conflict, "another vgwd (pid \(other ?? "unknown")) already uses this data directory")

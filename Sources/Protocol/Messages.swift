@@ -24,7 +24,8 @@ public struct Request: Sendable, Equatable, Codable {
     /// error can still be answered to the right place.
     public static func decode(_ payload: [UInt8], maxSize: Int) -> Result<Request, RequestError> {
         guard payload.count <= maxSize else {
-            return .failure(RequestError(VGWError(.tooLarge, "request is \(payload.count) bytes, over the limit of \(maxSize)")))
+            return .failure(
+                RequestError(VGWError(.tooLarge, "request is \(payload.count) bytes, over the limit of \(maxSize)")))
         }
         let value: JSONValue
         do {

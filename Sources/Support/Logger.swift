@@ -6,7 +6,8 @@ import Synchronization
 /// `time=... level=info component=gateway msg="provider created" provider=acme`
 public struct Logger: Sendable {
     public enum Level: Int, Sendable, Comparable, CaseIterable {
-        case debug = 0, info, warning, error
+        case debug = 0
+        case info, warning, error
 
         public var name: String {
             switch self {

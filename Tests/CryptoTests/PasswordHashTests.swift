@@ -17,7 +17,8 @@ import Testing
     /// RFC 7914 section 11 test vector for PBKDF2-HMAC-SHA256 does not apply; this one is
     /// the well-known PBKDF2-HMAC-SHA512 vector ("password", "salt", 1 iteration).
     @Test func pbkdf2KnownVector() throws {
-        let key = try PasswordHash.pbkdf2SHA512(password: Array("password".utf8), salt: Array("salt".utf8), iterations: 1)
+        let key = try PasswordHash.pbkdf2SHA512(
+            password: Array("password".utf8), salt: Array("salt".utf8), iterations: 1)
         let hex = key.map { String(format: "%02x", $0) }.joined()
         #expect(hex.hasPrefix("867f70cf1ade02cff3752599a3a53dc4af34c7a669815ae5d513554e1c8cf252"))
     }

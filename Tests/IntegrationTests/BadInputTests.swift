@@ -62,7 +62,8 @@ struct BadInputTests {
         try await GatewayFixture.with { gw in
             try await gw.createProvider("existing")
             for (template, code) in Self.envelopes {
-                let payload = template.replacingOccurrences(of: #""replyTo":"r""#, with: #""replyTo":"\#(gw.admin.replyTo)""#)
+                let payload = template.replacingOccurrences(
+                    of: #""replyTo":"r""#, with: #""replyTo":"\#(gw.admin.replyTo)""#)
                 let response = try await gw.admin.send(raw: Array(payload.utf8))
                 #expect(response.ok == false, "\(payload)")
                 #expect(response.error?.code == code, "\(payload): got \(String(describing: response.error))")

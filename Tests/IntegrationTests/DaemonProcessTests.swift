@@ -22,7 +22,9 @@ struct DaemonProcessTests {
 
     /// Starts `vgwd` on a fresh directory and port; returns once `vgw status` answers.
     static func withDaemon(_ body: (ChildProcess, String, UInt16) async throws -> Void) async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("vgwd-\(UUID().uuidString.prefix(8))").path
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "vgwd-\(UUID().uuidString.prefix(8))"
+        ).path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let port = try Ports.freePort(host: "127.0.0.1")
@@ -137,7 +139,9 @@ struct DaemonProcessTests {
     }
 
     @Test func takenDefaultPortFallsBackToAFreeOne() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("vgw-fallback-\(UUID().uuidString.prefix(8))").path
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "vgw-fallback-\(UUID().uuidString.prefix(8))"
+        ).path
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let blocker = try ListeningSocket()
         var configuration = GatewayConfiguration(dataDirectory: directory)
@@ -174,7 +178,9 @@ final class ListeningSocket: Sendable {
         address.sin_port = port.bigEndian
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard bound == 0, listen(fd, 1) == 0 else { throw VGWError(.io, "cannot hold port \(port)") }
     }

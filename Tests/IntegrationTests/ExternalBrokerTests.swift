@@ -13,7 +13,9 @@ import Testing
 struct ExternalBrokerTests {
     @Test func reconcilesAndIsolatesOnABrokerItDidNotStart() async throws {
         try await BrokerFixture.withBroker(anonymous: false) { broker in
-            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("vgw-ext-\(UUID().uuidString.prefix(8))").path
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+                "vgw-ext-\(UUID().uuidString.prefix(8))"
+            ).path
             defer { try? FileManager.default.removeItem(atPath: directory) }
             var configuration = GatewayConfiguration(dataDirectory: directory)
             configuration.externalBroker = .init(
@@ -28,7 +30,8 @@ struct ExternalBrokerTests {
                     let credentials = try OperatorCredentials.load(from: DataDirectory(directory).operatorCredentials)
                     #expect(credentials.port == broker.port)
                     let admin = try await ManagementClient.connect(
-                        host: "127.0.0.1", port: broker.port, username: credentials.username, password: credentials.password)
+                        host: "127.0.0.1", port: broker.port, username: credentials.username,
+                        password: credentials.password)
                     try await body(admin)
                     await admin.close()
                 } catch {
@@ -42,15 +45,18 @@ struct ExternalBrokerTests {
             try await withDaemon { admin in
                 _ = try await admin.call("vgw.create", ["provider": "a"])
                 _ = try await admin.call("vgw.create", ["provider": "b"])
-                aCreds = try await admin.call("client.add", ["provider": "a", "name": "s"]).decode(IssuedCredentials.self)
+                aCreds = try await admin.call("client.add", ["provider": "a", "name": "s"]).decode(
+                    IssuedCredentials.self)
                 _ = try await admin.call("vgw.stop", ["provider": "b"])
             }
             let a = try #require(aCreds)
             // A stale group left on the broker (say, by a store restored from an old backup).
             let stale = try await BrokerFixture.runTool(
                 "mosquitto_ctrl",
-                ["-p", String(broker.port), "-u", BrokerFixture.adminUser, "-P", BrokerFixture.adminPassword,
-                 "dynsec", "createGroup", "vgw-stale"])
+                [
+                    "-p", String(broker.port), "-u", BrokerFixture.adminUser, "-P", BrokerFixture.adminPassword,
+                    "dynsec", "createGroup", "vgw-stale",
+                ])
             #expect(stale == .exited(0))
             try await withDaemon { admin in
                 let list = try await admin.call("vgw.list")["providers"]?.arrayValue ?? []
@@ -68,8 +74,10 @@ struct ExternalBrokerTests {
             let listing = broker.dataDirectory + "/groups.txt"
             _ = try await BrokerFixture.runTool(
                 "mosquitto_ctrl",
-                ["-p", String(broker.port), "-u", BrokerFixture.adminUser, "-P", BrokerFixture.adminPassword,
-                 "dynsec", "listGroups"], output: .file(path: listing))
+                [
+                    "-p", String(broker.port), "-u", BrokerFixture.adminUser, "-P", BrokerFixture.adminPassword,
+                    "dynsec", "listGroups",
+                ], output: .file(path: listing))
             let groups = try String(contentsOfFile: listing, encoding: .utf8)
             #expect(!groups.contains("vgw-stale"))
             #expect(groups.contains("vgw-a"))

@@ -19,9 +19,11 @@ struct GatewayFixture {
     static func with<T>(
         directory existing: String? = nil, _ body: (GatewayFixture) async throws -> T
     ) async throws -> T {
-        let directory = existing ?? FileManager.default.temporaryDirectory.appendingPathComponent(
-            "vgw-it-\(UUID().uuidString.prefix(8))"
-        ).path
+        let directory =
+            existing
+            ?? FileManager.default.temporaryDirectory.appendingPathComponent(
+                "vgw-it-\(UUID().uuidString.prefix(8))"
+            ).path
         defer { if existing == nil { try? FileManager.default.removeItem(atPath: directory) } }
         let port = try Ports.freePort(host: "127.0.0.1")
         return try await run(directory: directory, port: port, body)

@@ -12,7 +12,8 @@ import Testing
 struct IsolationTests {
     static let forbiddenFilters = [
         "#", "vgw/#", "vgw/a/#", "vgw/+/x", "+/a/#", "$SYS/#", "$CONTROL/#", "mgmt/#", "mgmt/a/#", "status/a/#",
-        "$share/g/vgw/a/#", "$share/g/#", "vgw/a/x", "mgmt/a/res/#", "mgmt/core/res/#", "+/+/+", "$CONTROL/dynamic-security/v1/response",
+        "$share/g/vgw/a/#", "$share/g/#", "vgw/a/x", "mgmt/a/res/#", "mgmt/core/res/#", "+/+/+",
+        "$CONTROL/dynamic-security/v1/response",
     ]
 
     @Test func providerCannotSubscribeOutsideItsNamespace() async throws {
@@ -89,7 +90,8 @@ struct IsolationTests {
             _ = try await peerSeen.next { $0.topic == "status/b/state" && $0.payloadString.contains("sentinel") }
             #expect(await seen.topics().allSatisfy { !$0.hasSuffix("/steal") && $0 != "vgw/a/x" })
             #expect(await seen.received.allSatisfy { !$0.payloadString.contains("forged") })
-            #expect(await peerSeen.received.allSatisfy { !$0.payloadString.contains("forged") && $0.topic != "status/b/x" })
+            #expect(
+                await peerSeen.received.allSatisfy { !$0.payloadString.contains("forged") && $0.topic != "status/b/x" })
             // The dynsec command had no effect: b still cannot read a's namespace.
             let retry = try await gw.connect(bCreds)
             #expect(MQTTClient.isRefusal(try await retry.subscribe("vgw/a/#")))

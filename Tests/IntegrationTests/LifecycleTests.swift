@@ -83,7 +83,9 @@ struct LifecycleTests {
     }
 
     @Test func stateSurvivesDaemonRestartAndLostDynsecFile() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("vgw-restart-\(UUID().uuidString.prefix(8))").path
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "vgw-restart-\(UUID().uuidString.prefix(8))"
+        ).path
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let port = try Ports.freePort(host: "127.0.0.1")
         let (a, b) = try await GatewayFixture.run(directory: directory, port: port) { gw in
@@ -114,7 +116,10 @@ struct LifecycleTests {
             #expect(MQTTClient.isRefusal(try await client.subscribe("#")))
             await client.disconnect()
         }
-        try Data(#"{"clients":[],"roles":[],"groups":[],"defaultACLAccess":{"publishClientSend":true,"publishClientReceive":true,"subscribe":true,"unsubscribe":true}}"#.utf8).write(to: URL(fileURLWithPath: dynsec))
+        try Data(
+            #"{"clients":[],"roles":[],"groups":[],"defaultACLAccess":{"publishClientSend":true,"publishClientReceive":true,"subscribe":true,"unsubscribe":true}}"#
+                .utf8
+        ).write(to: URL(fileURLWithPath: dynsec))
         try await GatewayFixture.run(directory: directory, port: port) { gw in
             let client = try await gw.connect(a)
             #expect(MQTTClient.isRefusal(try await client.subscribe("vgw/b/#")))
