@@ -6,6 +6,8 @@
 #include <string.h>
 #include <linux/close_range.h>
 #include <sys/prctl.h>
+#include <grp.h>
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -66,6 +68,27 @@ static void run_child(const cspawn_request *r, pid_t parent, int pipe_fd, int in
         struct rlimit limit = {(rlim_t)r->limits[i].soft, (rlim_t)r->limits[i].hard};
         if (setrlimit(rlimit_resource(r->limits[i].resource), &limit) != 0) fail_in_child(pipe_fd, CSPAWN_STAGE_RLIMIT);
     }
+    // Into the cgroups while still privileged enough to write cgroup.procs ("0" is "me").
+    for (char *const *procs = r->cgroup_procs; procs != NULL && *procs != NULL; procs++) {
+        int fd = open(*procs, O_WRONLY | O_CLOEXEC);
+        if (fd < 0) fail_in_child(pipe_fd, CSPAWN_STAGE_CGROUP);
+        if (write(fd, "0", 1) != 1) fail_in_child(pipe_fd, CSPAWN_STAGE_CGROUP);
+        close(fd);
+    }
+    if (r->change_credentials) {
+        if (setgroups(0, NULL) != 0 || setgid(r->gid) != 0 || setuid(r->uid) != 0)
+            fail_in_child(pipe_fd, CSPAWN_STAGE_CREDENTIALS);
+        // A change of credentials clears the parent-death signal: set it again.
+        if (r->parent_death_signal != 0) {
+            if (prctl(PR_SET_PDEATHSIG, r->parent_death_signal, 0, 0, 0) != 0) fail_in_child(pipe_fd, CSPAWN_STAGE_PARENT_DIED);
+            if (getppid() != parent) {
+                errno = ESRCH;
+                fail_in_child(pipe_fd, CSPAWN_STAGE_PARENT_DIED);
+            }
+        }
+    }
+    if (r->no_new_privileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        fail_in_child(pipe_fd, CSPAWN_STAGE_NO_NEW_PRIVILEGES);
     // Dispositions first, mask second: a signal pending now must not run a handler
     // of the parent's runtime in the child.
     // The raw system call, because glibc's sigaction refuses the signals it reserves

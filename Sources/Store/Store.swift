@@ -90,7 +90,20 @@ public final class Store: Sendable {
             key TEXT PRIMARY KEY,
             value TEXT NOT NULL
         );
+        """,
+        // v2: installed bundles and whether each is meant to run.
         """
+        CREATE TABLE bundles (
+            provider TEXT NOT NULL REFERENCES providers(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            version TEXT NOT NULL,
+            manifest TEXT NOT NULL,
+            archive_sha256 TEXT NOT NULL,
+            desired TEXT NOT NULL CHECK (desired IN ('running', 'stopped')),
+            installed_at REAL NOT NULL,
+            PRIMARY KEY (provider, name)
+        );
+        """,
     ]
 
     public let database: Database

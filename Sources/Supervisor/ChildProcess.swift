@@ -68,13 +68,23 @@ public struct SpawnRequest: Sendable {
     /// Sent to the child when the daemon dies (even by SIGKILL), so that no service outlives it.
     public var parentDeathSignal: Int32?
     public var limits: [ResourceLimit]
+    /// `cgroup.procs` files the child joins before exec (no window in which it runs unconfined).
+    public var cgroupProcs: [String]
+    /// Run as this user and group (no supplementary groups); nil keeps the daemon's.
+    public var credentials: (uid: uid_t, gid: gid_t)?
+    /// Forbid privilege gains through setuid binaries or file capabilities.
+    public var noNewPrivileges: Bool
 
     public init(
         executable: String, arguments: [String] = [], environment: [String: String] = [:],
         workingDirectory: String? = nil, stdout: Output = .null, stderr: Output = .null,
         newProcessGroup: Bool = true,
-        parentDeathSignal: Int32? = SIGKILL, limits: [ResourceLimit] = []
+        parentDeathSignal: Int32? = SIGKILL, limits: [ResourceLimit] = [], cgroupProcs: [String] = [],
+        credentials: (uid: uid_t, gid: gid_t)? = nil, noNewPrivileges: Bool = false
     ) {
+        self.cgroupProcs = cgroupProcs
+        self.credentials = credentials
+        self.noNewPrivileges = noNewPrivileges
         self.executable = executable
         self.arguments = arguments
         self.environment = environment
@@ -234,6 +244,9 @@ public final class ChildProcess: Sendable {
         case CSPAWN_STAGE_CHDIR:
             return "cannot change directory to \(request.workingDirectory ?? ""): \(reason)"
         case CSPAWN_STAGE_RLIMIT: return "cannot set a resource limit: \(reason)"
+        case CSPAWN_STAGE_CGROUP: return "cannot join its cgroup: \(reason)"
+        case CSPAWN_STAGE_CREDENTIALS: return "cannot switch to its user: \(reason)"
+        case CSPAWN_STAGE_NO_NEW_PRIVILEGES: return "cannot set no_new_privs: \(reason)"
         default: return reason
         }
     }
@@ -243,6 +256,7 @@ public final class ChildProcess: Sendable {
         let argv = CStringArray([request.executable] + request.arguments)
         let envp = CStringArray(
             request.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })
+        let cgroups = CStringArray(request.cgroupProcs)
         let limits = request.limits.map {
             cspawn_limit(resource: $0.resource.cValue, soft: $0.soft, hard: $0.hard)
         }
@@ -256,7 +270,10 @@ public final class ChildProcess: Sendable {
                                 working_directory: directory, out: out, err: err,
                                 new_process_group: request.newProcessGroup ? 1 : 0,
                                 parent_death_signal: request.parentDeathSignal ?? 0,
-                                limits: limitBuffer.baseAddress, limit_count: Int32(limitBuffer.count))
+                                limits: limitBuffer.baseAddress, limit_count: Int32(limitBuffer.count),
+                                cgroup_procs: cgroups.pointers, change_credentials: request.credentials == nil ? 0 : 1,
+                                uid: request.credentials?.uid ?? 0, gid: request.credentials?.gid ?? 0,
+                                no_new_privileges: request.noNewPrivileges ? 1 : 0)
                             return cspawn(&spawn)
                         }
                     }

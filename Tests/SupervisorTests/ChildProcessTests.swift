@@ -231,6 +231,31 @@ private func isAlive(_ pid: pid_t) -> Bool {
         }
     }
 
+    /// Services run as an unprivileged user, with no way back up, and keep their
+    /// parent-death signal across the change of user (the kernel clears it on setuid).
+    @Test(.enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/python3")))
+    func credentialsAndNoNewPrivilegesAreApplied() async throws {
+        try await withTemporaryDirectory { dir in
+            chmod(dir.path, 0o777)
+            let out = dir.file("ids")
+            let script = """
+                import ctypes, os
+                libc = ctypes.CDLL(None, use_errno=True)
+                value = ctypes.c_int(0)
+                libc.prctl(2, ctypes.byref(value), 0, 0, 0)
+                status = open("/proc/self/status").read()
+                nnp = [l.split()[1] for l in status.splitlines() if l.startswith("NoNewPrivs")][0]
+                print(os.getuid(), os.getgid(), len(os.getgroups()), value.value, nnp)
+                """
+            let child = try await ChildProcess.spawn(
+                SpawnRequest(
+                    executable: "/usr/bin/python3", arguments: ["-c", script], stdout: .file(path: out),
+                    stderr: .inherit, credentials: (uid: 65534, gid: 65534), noNewPrivileges: true))
+            #expect(await waitBounded(child) == .exited(0))
+            #expect(try String(contentsOfFile: out, encoding: .utf8) == "65534 65534 0 \(SIGKILL) 1\n")
+        }
+    }
+
     @Test func childNotInItsOwnGroupGetsSignalToPidOnly() async throws {
         let child = try await ChildProcess.spawn(
             SpawnRequest(executable: "/bin/sleep", arguments: ["30"], newProcessGroup: false))

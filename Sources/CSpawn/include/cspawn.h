@@ -48,6 +48,15 @@ typedef struct {
     int parent_death_signal;
     const cspawn_limit *limits;
     int limit_count;
+    /// NULL-terminated paths of `cgroup.procs` files the child writes its own pid into
+    /// before exec, so that it is confined before it can run (or fork) anything.
+    char *const *cgroup_procs;
+    /// Non-zero: switch to `gid` (no supplementary groups) and `uid` before exec.
+    int change_credentials;
+    uid_t uid;
+    gid_t gid;
+    /// Non-zero: PR_SET_NO_NEW_PRIVS, so no setuid binary can raise the child's privileges.
+    int no_new_privileges;
 } cspawn_request;
 
 /// Which step failed, so that the caller can say more than the errno.
@@ -61,6 +70,9 @@ typedef enum {
     CSPAWN_STAGE_CHDIR = 6,
     CSPAWN_STAGE_RLIMIT = 7,
     CSPAWN_STAGE_EXEC = 8,
+    CSPAWN_STAGE_CGROUP = 9,
+    CSPAWN_STAGE_CREDENTIALS = 10,
+    CSPAWN_STAGE_NO_NEW_PRIVILEGES = 11,
 } cspawn_stage;
 
 typedef struct {
