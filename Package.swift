@@ -28,6 +28,8 @@ let package = Package(
         .target(name: "Supervisor", dependencies: ["CSpawn", "Support"], swiftSettings: strict),
         // Bundle archives (tar.gz) and manifests: the only importer of zlib.
         .target(name: "BundleFormat", dependencies: ["CZlib", "Protocol", "Support"], swiftSettings: strict),
+        // Bundles as supervised processes: restart policy, backoff, crash loops, logs.
+        .target(name: "Services", dependencies: ["Supervisor", "Support"], swiftSettings: strict),
         // Per-VGW and per-bundle limits: cgroup v2, cgroup v1, rlimits.
         .target(name: "ResourceControl", dependencies: ["Supervisor", "Support"], swiftSettings: strict),
         .target(
@@ -36,7 +38,8 @@ let package = Package(
         .target(
             name: "Gateway",
             dependencies: [
-                "Broker", "BundleFormat", "MQTT", "Protocol", "ResourceControl", "Store", "Supervisor", "Support",
+                "Broker", "BundleFormat", "MQTT", "Protocol", "ResourceControl", "Services", "Store", "Supervisor",
+                "Support",
             ],
             swiftSettings: strict),
         .target(name: "CLI", dependencies: ["Gateway", "MQTT", "Protocol", "Support"], swiftSettings: strict),
@@ -49,6 +52,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(name: "SupportTests", dependencies: ["Support"], swiftSettings: strict),
         .testTarget(name: "CryptoTests", dependencies: ["Crypto"], swiftSettings: strict),
+        .testTarget(name: "ServicesTests", dependencies: ["Services", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "BundleFormatTests", dependencies: ["BundleFormat", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ResourceControlTests", dependencies: ["ResourceControl", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "MQTTTests", dependencies: ["MQTT", "TestSupport"], swiftSettings: strict),
