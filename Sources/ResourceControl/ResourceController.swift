@@ -206,6 +206,7 @@ public final class ResourceController: Sendable {
 
     private func write(_ limits: ResourceLimits, to group: ResourceGroup) throws {
         let directories = group.directories
+        try checkEnforceable(limits, directories)
         if let unified = directories[.unified] {
             try writeV2(limits, unified)
         }
@@ -220,6 +221,26 @@ public final class ResourceController: Sendable {
         }
         if let pids = directories[.pids] {
             try FileIO.write(pids + "/pids.max", limits.pids.map { "\(max($0, 1))" } ?? "max")
+        }
+    }
+
+    /// A limit that cannot be enforced is an error, not a silent no-op: the operator believes
+    /// the limit holds. (Force `.rlimits` to accept the weaker substitute instead.)
+    private func checkEnforceable(_ limits: ResourceLimits, _ directories: [Hierarchy: String]) throws {
+        if case .rlimits = mechanism { return }
+        let available: Set<String>
+        if let unified = directories[.unified] {
+            available = v2Controllers(unified)
+        } else {
+            available = Set(directories.keys.map(\.rawValue))
+        }
+        let missing = [
+            ("memory", limits.memoryBytes != nil), ("cpu", limits.cpu != nil), ("pids", limits.pids != nil),
+        ].filter { $0.1 && !available.contains($0.0) }.map(\.0)
+        guard missing.isEmpty else {
+            throw VGWError(
+                .resourceLimit,
+                "cannot enforce a \(missing.joined(separator: ", ")) limit: controller not available with \(mechanism)")
         }
     }
 

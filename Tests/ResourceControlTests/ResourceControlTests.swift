@@ -293,6 +293,33 @@ private func eventually(within timeout: Duration, _ condition: () -> Bool) async
         }
     }
 
+    /// This machine's unified hierarchy has no controllers (all are bound to v1), but it still
+    /// exercises the v2 tree: creation, attach, usage from cpu.stat, cgroup.kill and removal.
+    @Test(.enabled(if: getuid() == 0 && FileIO.exists("/sys/fs/cgroup/unified/cgroup.procs")))
+    func cgroupV2TreeWithoutControllers() async throws {
+        try await withController(mechanism: .cgroupV2(root: "/sys/fs/cgroup/unified")) { controller in
+            #expect(throws: VGWError.self) {
+                try controller.ensureGroup(path: ["acme"], limits: ResourceLimits(memoryBytes: 32 * mib))
+            }
+            let group = try controller.ensureGroup(path: ["acme", "thermostat"], limits: .unlimited)
+            #expect(group.procsFiles.count == 1)
+            let request = group.confine(
+                SpawnRequest(executable: "/bin/sh", arguments: ["-c", "sleep 30 & sleep 30 & while :; do :; done"]))
+            let child = try await ChildProcess.spawn(request)
+            do {
+                #expect(await eventually(within: .seconds(10)) { controller.usage(of: group).pids == 3 })
+                #expect(
+                    await eventually(within: .seconds(10)) { (controller.usage(of: group).cpuNanoseconds ?? 0) > 0 })
+                try controller.removeGroup(path: ["acme"])
+                #expect(await exitStatus(of: child, within: .seconds(5)) == .signaled(SIGKILL))
+                #expect(!FileIO.exists("/sys/fs/cgroup/unified/\(controller.rootName)/acme"))
+            } catch {
+                await child.terminate(grace: .milliseconds(100))
+                throw error
+            }
+        }
+    }
+
     @Test func rlimitFallbackMapping() throws {
         let controller = try ResourceController(rootName: "vgw-test-map", mechanism: .rlimits)
         let limits = controller.rlimitFallback(for: ResourceLimits(memoryBytes: 64 * mib, cpu: 0.5, pids: 16))
@@ -309,8 +336,8 @@ private func eventually(within timeout: Duration, _ condition: () -> Bool) async
 
     @Test func rlimitFallbackStopsAnAllocation() async throws {
         try await withController(mechanism: .rlimits) { controller in
-            let group = try controller.ensureGroup(path: ["acme"], limits: ResourceLimits(memoryBytes: 64 * mib))
-            try await withChild(in: group, script: hogScript(steps: 28)) { child in
+            let group = try controller.ensureGroup(path: ["acme"], limits: ResourceLimits(memoryBytes: 32 * mib))
+            try await withChild(in: group, script: hogScript(steps: 26)) { child in
                 let status = try #require(await exitStatus(of: child, within: .seconds(20)))
                 // The shell cannot allocate and fails; without the limit it would exit 0.
                 #expect(status != .exited(0))
@@ -318,7 +345,7 @@ private func eventually(within timeout: Duration, _ condition: () -> Bool) async
             }
             // The control: the same script succeeds without a limit.
             let free = try controller.ensureGroup(path: ["free"], limits: .unlimited)
-            try await withChild(in: free, script: hogScript(steps: 28)) { child in
+            try await withChild(in: free, script: hogScript(steps: 26)) { child in
                 #expect(await exitStatus(of: child, within: .seconds(20)) == .exited(0))
             }
         }
