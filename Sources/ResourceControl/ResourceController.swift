@@ -212,7 +212,12 @@ public final class ResourceController: Sendable {
         }
         if let memory = directories[.memory] { try writeV1Memory(limits.memoryBytes, memory) }
         if let cpu = directories[.cpu] {
-            let quota = limits.cpu.map { String(max(1000, Int($0 * Double(Self.cpuPeriodMicroseconds)))) } ?? "-1"
+            // v1 rejects (EINVAL) a child quota above its parent's, so a bundle asking for more
+            // than its provider gets the provider's; v2 accepts it and the parent caps anyway.
+            // Lowering a provider below an existing bundle's quota still fails on v1: lower the
+            // bundles first.
+            let capped = effectiveLimits(path: group.path, own: limits).cpu
+            let quota = capped.map { String(max(1000, Int($0 * Double(Self.cpuPeriodMicroseconds)))) } ?? "-1"
             try FileIO.write(cpu + "/cpu.cfs_period_us", "\(Self.cpuPeriodMicroseconds)")
             try FileIO.write(cpu + "/cpu.cfs_quota_us", quota)
             // Shares weigh the group against its siblings when the CPU is contended below the quota.

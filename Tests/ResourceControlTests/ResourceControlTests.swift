@@ -170,6 +170,17 @@ private func eventually(within timeout: Duration, _ condition: () -> Bool) async
         }
     }
 
+    @Test(.enabled(if: cgroupsUsable)) func bundleMayAskForMoreCPUThanItsProvider() async throws {
+        try await withController { controller in
+            _ = try controller.ensureGroup(path: ["acme"], limits: ResourceLimits(cpu: 0.5))
+            let bundle = try controller.ensureGroup(path: ["acme", "b"], limits: ResourceLimits(cpu: 1.5))
+            #expect(bundle.limits.cpu == 1.5)
+            if let cpu = bundle.directories[.cpu] {
+                #expect(try FileIO.read(cpu + "/cpu.cfs_quota_us") == "50000\n")
+            }
+        }
+    }
+
     @Test(.enabled(if: cgroupsUsable)) func unlimitedGroupLetsTheSameAllocationSucceed() async throws {
         // The control for the two tests above: the script itself is fine without a limit.
         try await withController { controller in
