@@ -45,6 +45,11 @@ public struct VGWError: Error, Sendable, CustomStringConvertible, Equatable {
         public static let config: Code = "config_error"
         public static let usage: Code = "usage"
         public static let internalError: Code = "internal"
+
+        // MARK: Added by ResourceControl (begin)
+        /// A cgroup or rlimit could not be created, written, read or removed.
+        public static let resourceLimit: Code = "resource_limit"
+        // MARK: Added by ResourceControl (end)
     }
 
     public var code: Code

@@ -1,1 +1,0 @@
-// cgroups and rlimits.
