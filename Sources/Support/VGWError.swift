@@ -45,6 +45,10 @@ public struct VGWError: Error, Sendable, CustomStringConvertible, Equatable {
         public static let config: Code = "config_error"
         public static let usage: Code = "usage"
         public static let internalError: Code = "internal"
+
+        // MARK: Codes appended by later modules (append only, never change a published one).
+        /// A bundle archive or its manifest is malformed, unsafe or refused (BundleFormat).
+        public static let invalidBundle: Code = "invalid_bundle"
     }
 
     public var code: Code
