@@ -43,17 +43,13 @@ final class Inflater {
         output = .allocate(capacity: Zlib.chunkSize)
         // 16 + MAX_WBITS: gzip framing only, so a raw or zlib stream is refused as "not gzip".
         let code = inflateInit2_(stream, 16 + MAX_WBITS, zlibVersion(), Int32(MemoryLayout<z_stream>.size))
-        do {
-            _ = try Zlib.check(code, "inflateInit2", stream)
-        } catch {
-            stream.deallocate()
-            output.deallocate()
-            throw error
-        }
+        // On failure deinit still runs (every property is set) and frees both.
+        _ = try Zlib.check(code, "inflateInit2", stream)
     }
 
     deinit {
-        inflateEnd(stream)
+        // inflateEnd fails only for a stream that was never initialized, which is safe to free.
+        _ = inflateEnd(stream)
         stream.deallocate()
         output.deallocate()
     }
@@ -112,17 +108,13 @@ final class Deflater {
         let code = deflateInit2_(
             stream, Z_BEST_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY, zlibVersion(),
             Int32(MemoryLayout<z_stream>.size))
-        do {
-            _ = try Zlib.check(code, "deflateInit2", stream)
-        } catch {
-            stream.deallocate()
-            buffer.deallocate()
-            throw error
-        }
+        // On failure deinit still runs (every property is set) and frees both.
+        _ = try Zlib.check(code, "deflateInit2", stream)
     }
 
     deinit {
-        deflateEnd(stream)
+        // deflateEnd reports only an unfinished or uninitialized stream; either way it is freed.
+        _ = deflateEnd(stream)
         stream.deallocate()
         buffer.deallocate()
     }
