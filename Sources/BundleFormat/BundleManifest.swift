@@ -214,8 +214,10 @@ public struct BundleManifest: Codable, Sendable, Equatable {
             throw Self.invalid("field version must be 1 to 32 characters of [0-9A-Za-z.+-]")
         }
 
-        guard (try? BundlePath.components(Array(command.utf8), isDirectory: false)) != nil,
-            !command.hasPrefix("./"), !command.contains("/./"), !command.contains("//")
+        // Only the normal form is accepted ("bin/run", not "./bin/run"), so that the command names
+        // exactly one archive entry.
+        guard let parts = try? BundlePath.components(Array(command.utf8), isDirectory: false),
+            parts.joined(separator: "/") == command
         else { throw Self.invalid("field command must be a relative path inside the bundle") }
 
         if args.contains(where: { $0.utf8.contains(0) }) {
