@@ -242,6 +242,11 @@ func mode(_ path: String) throws -> Int {
         writer.addFile("bin/run", contents: Array("other".utf8), mode: 0o755)
         let error = try await expectRefused(try archive(writer))
         #expect(error.message.contains("duplicate"))
+        // The same path spelled differently is the same entry.
+        var spelled = bundle()
+        spelled.addFile("./bin/run", contents: Array("other".utf8), mode: 0o755)
+        let normalized = try await expectRefused(try archive(spelled))
+        #expect(normalized.message == #"entry "bin/run": duplicate entry"#)
     }
 
     @Test func refusesAFileOverADirectoryPath() async throws {
