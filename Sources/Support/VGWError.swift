@@ -46,10 +46,10 @@ public struct VGWError: Error, Sendable, CustomStringConvertible, Equatable {
         public static let usage: Code = "usage"
         public static let internalError: Code = "internal"
 
-        // MARK: Added by ResourceControl (begin)
+        /// A bundle archive or its manifest is malformed, unsafe or refused.
+        public static let invalidBundle: Code = "invalid_bundle"
         /// A cgroup or rlimit could not be created, written, read or removed.
         public static let resourceLimit: Code = "resource_limit"
-        // MARK: Added by ResourceControl (end)
     }
 
     public var code: Code
