@@ -38,11 +38,13 @@ let package = Package(
         .target(
             name: "Gateway",
             dependencies: [
-                "Broker", "BundleFormat", "MQTT", "Protocol", "ResourceControl", "Services", "Store", "Supervisor",
-                "Support",
+                "Broker", "BundleFormat", "Crypto", "MQTT", "Protocol", "ResourceControl", "Services", "Store",
+                "Supervisor", "Support",
             ],
             swiftSettings: strict),
-        .target(name: "CLI", dependencies: ["Gateway", "MQTT", "Protocol", "Support"], swiftSettings: strict),
+        .target(
+            name: "CLI", dependencies: ["BundleFormat", "Crypto", "Gateway", "MQTT", "Protocol", "Support"],
+            swiftSettings: strict),
         .executableTarget(name: "vgwd", dependencies: ["CLI"], swiftSettings: strict),
         .executableTarget(name: "vgw", dependencies: ["CLI"], swiftSettings: strict),
 

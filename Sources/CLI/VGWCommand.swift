@@ -1,3 +1,5 @@
+import BundleFormat
+import Crypto
 import Foundation
 import Gateway
 import Protocol
@@ -15,6 +17,7 @@ public enum VGWCommand {
     ]
 
     static let providerArg = PositionalSpec("provider", help: "provider id, e.g. acme")
+    static let bundleArg = PositionalSpec("bundle", help: "bundle name, from its manifest")
 
     public static let spec = CommandSpec(
         "vgw", summary: "manage a VirtualGateway home gateway (vgwd)", options: global,
@@ -42,6 +45,32 @@ public enum VGWCommand {
                     CommandSpec(
                         "list", summary: ManagementOperation.clientList.summary,
                         positionals: [PositionalSpec("provider", help: "only this provider's clients", optional: true)]),
+                ]),
+            CommandSpec(
+                "bundle", summary: "deploy and run providers' services",
+                subcommands: [
+                    CommandSpec(
+                        "install", summary: ManagementOperation.bundleInstall.summary,
+                        positionals: [providerArg, PositionalSpec("archive", help: "bundle archive (.tar.gz)")],
+                        options: [.flag("--start", help: "start it once installed")]),
+                    CommandSpec(
+                        "uninstall", summary: ManagementOperation.bundleUninstall.summary,
+                        positionals: [providerArg, bundleArg]),
+                    CommandSpec(
+                        "start", summary: ManagementOperation.bundleStart.summary, positionals: [providerArg, bundleArg]),
+                    CommandSpec(
+                        "stop", summary: ManagementOperation.bundleStop.summary, positionals: [providerArg, bundleArg]),
+                    CommandSpec("list", summary: ManagementOperation.bundleList.summary, positionals: [providerArg]),
+                    CommandSpec(
+                        "alive", summary: ManagementOperation.bundleIsAlive.summary,
+                        positionals: [providerArg, bundleArg]),
+                    CommandSpec(
+                        "logs", summary: ManagementOperation.bundleLogs.summary, positionals: [providerArg, bundleArg],
+                        options: [.value("--lines", "-n", name: "n", help: "how many lines (default 100, at most 1000)")]),
+                    CommandSpec(
+                        "pack", summary: "build a bundle archive from a directory holding manifest.json (no daemon needed)",
+                        positionals: [PositionalSpec("directory", help: "the bundle's files")],
+                        options: [.value("--output", "-O", name: "file", help: "archive to write (default <name>-<version>.tar.gz)")]),
                 ]),
             CommandSpec("status", summary: ManagementOperation.gatewayStatus.summary),
             CommandSpec(
@@ -78,6 +107,9 @@ public enum VGWCommand {
             out("vgw \(Version.current)")
             return 0
         }
+        if parsed.path == ["bundle", "pack"] {
+            return pack(parsed, out: out, err: err)
+        }
         do {
             let json = parsed.flag("--json")
             let timeout = try parsed.int("--timeout").map { Duration.seconds($0) } ?? .seconds(10)
@@ -97,6 +129,23 @@ public enum VGWCommand {
             let result = try response.get()
             out(json ? pretty(result) : Render.human(op, result))
             await client.close()
+            return 0
+        } catch {
+            err("error: \(message(of: error))")
+            return 1
+        }
+    }
+
+    /// `vgw bundle pack DIR`: a deterministic archive, checked the way the daemon checks it.
+    static func pack(_ parsed: ParsedArguments, out: (String) -> Void, err: (String) -> Void) -> Int32 {
+        do {
+            let archive = try BundleArchive.pack(directory: parsed.positionals[0])
+            let manifest = try BundleArchive.inspect(archive: archive)
+            let path = parsed.value("--output") ?? "\(manifest.name)-\(manifest.version).tar.gz"
+            guard FileManager.default.createFile(atPath: path, contents: Data(archive)) else {
+                throw VGWError(.io, "cannot write \(path)")
+            }
+            out("wrote \(path) (\(archive.count) bytes): \(manifest.name) \(manifest.version), runs \(manifest.command)")
             return 0
         } catch {
             err("error: \(message(of: error))")
@@ -127,6 +176,24 @@ public enum VGWCommand {
         case ["client", "add"]: return (.clientAdd, ["provider": .string(p[0]), "name": .string(p[1])])
         case ["client", "remove"]: return (.clientRemove, ["provider": .string(p[0]), "name": .string(p[1])])
         case ["client", "list"]: return (.clientList, p.isEmpty ? [:] : provider())
+        case ["bundle", "install"]:
+            guard let archive = FileManager.default.contents(atPath: p[1]) else {
+                throw VGWError(.io, "cannot read \(p[1])")
+            }
+            var args: [String: JSONValue] = [
+                "provider": .string(p[0]), "archive": .string(Base64.encode(Array(archive))),
+            ]
+            if parsed.flag("--start") { args["start"] = true }
+            return (.bundleInstall, args)
+        case ["bundle", "uninstall"]: return (.bundleUninstall, ["provider": .string(p[0]), "name": .string(p[1])])
+        case ["bundle", "start"]: return (.bundleStart, ["provider": .string(p[0]), "name": .string(p[1])])
+        case ["bundle", "stop"]: return (.bundleStop, ["provider": .string(p[0]), "name": .string(p[1])])
+        case ["bundle", "list"]: return (.bundleList, provider())
+        case ["bundle", "alive"]: return (.bundleIsAlive, ["provider": .string(p[0]), "name": .string(p[1])])
+        case ["bundle", "logs"]:
+            var args: [String: JSONValue] = ["provider": .string(p[0]), "name": .string(p[1])]
+            if let lines = try parsed.int("--lines") { args["lines"] = .number(Double(lines)) }
+            return (.bundleLogs, args)
         case ["status"]: return (.gatewayStatus, [:])
         case ["request"]:
             guard let op = ManagementOperation(rawValue: p[0]) else {
@@ -208,6 +275,32 @@ enum Render {
             return "client \(result["provider"]?.stringValue ?? "").\(result["name"]?.stringValue ?? "") removed"
         case .vgwShow, .gatewayStatus:
             return keyValues(result)
+        case .bundleInstall:
+            let verb = result["replaced"]?.boolValue == true ? "replaced" : "installed"
+            return "bundle \(result["name"]?.stringValue ?? "") \(result["version"]?.stringValue ?? "") \(verb) (\(result["state"]?.stringValue ?? ""))"
+        case .bundleUninstall:
+            return "bundle \(result["name"]?.stringValue ?? "") uninstalled"
+        case .bundleStart, .bundleStop:
+            return "bundle \(result["bundle"]?.stringValue ?? "") is \(result["state"]?.stringValue ?? "")"
+        case .bundleList:
+            let rows = (result["bundles"]?.arrayValue ?? []).map { b in
+                [
+                    b["name"]?.stringValue ?? "", b["version"]?.stringValue ?? "", b["state"]?.stringValue ?? "",
+                    b["desired"]?.stringValue ?? "", String(b["restarts"]?.intValue ?? 0),
+                    b["pid"]?.intValue.map(String.init) ?? "-", b["lastExit"]?.stringValue ?? "-",
+                ]
+            }
+            return rows.isEmpty
+                ? "no bundles"
+                : Table(headers: ["name", "version", "state", "desired", "restarts", "pid", "last exit"], rows: rows)
+                    .render()
+        case .bundleIsAlive:
+            return "\(result["name"]?.stringValue ?? ""): \(result["alive"]?.boolValue == true ? "alive" : "not running")"
+        case .bundleLogs:
+            return [
+                result["stdout"]?.stringValue.map { $0.isEmpty ? nil : "--- stdout\n" + $0 } ?? nil,
+                result["stderr"]?.stringValue.map { $0.isEmpty ? nil : "--- stderr\n" + $0 } ?? nil,
+            ].compactMap { $0 }.joined(separator: "\n")
         }
     }
 

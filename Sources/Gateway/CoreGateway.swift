@@ -24,6 +24,7 @@ public actor CoreGateway {
     }
 
     private let store: Store
+    private let bundles: BundleManager
     private let dynsec: DynSecClient
     private let publish: Publish
     private let homeID: String
@@ -32,10 +33,11 @@ public actor CoreGateway {
     private let logger = Logger("gateway")
 
     public init(
-        store: Store, dynsec: DynSecClient, homeID: String, publish: @escaping Publish,
+        store: Store, bundles: BundleManager, dynsec: DynSecClient, homeID: String, publish: @escaping Publish,
         brokerAddress: @escaping @Sendable () -> (host: String, port: UInt16)
     ) {
         self.store = store
+        self.bundles = bundles
         self.dynsec = dynsec
         self.publish = publish
         self.homeID = homeID
@@ -45,9 +47,9 @@ public actor CoreGateway {
     // MARK: Requests
 
     /// Decodes, authorises and runs one request; always returns a response (errors included).
-    public func handle(payload: [UInt8], target: String, maxSize: Int) async -> (Response, replyTo: String?) {
+    public func handle(payload: [UInt8], target: String, limits: RequestLimits) async -> (Response, replyTo: String?) {
         let request: Request
-        switch Request.decode(payload, maxSize: maxSize) {
+        switch Request.decode(payload, maxSize: max(limits.maxRequestBytes, limits.maxInstallRequestBytes)) {
         case .success(let decoded): request = decoded
         case .failure(let failure):
             logger.warning(
@@ -64,6 +66,11 @@ public actor CoreGateway {
             caller = .provider(provider)
         } else {
             let error = VGWError(.notFound, "no virtual gateway \(target)")
+            return (Response.failure(id: request.id, error: error, home: homeID), request.replyTo)
+        }
+        if payload.count > limits.maxRequestBytes, request.op != ManagementOperation.bundleInstall.rawValue {
+            let error = VGWError(
+                .tooLarge, "request is \(payload.count) bytes, over the limit of \(limits.maxRequestBytes)")
             return (Response.failure(id: request.id, error: error, home: homeID), request.replyTo)
         }
         do {
@@ -140,6 +147,58 @@ public actor CoreGateway {
             return try JSONValue(encoding: [
                 "clients": try store.clients(provider: provider?.rawValue).map(ClientView.init)
             ])
+        case .bundleInstall:
+            try args.allowOnly(["provider", "archive", "start"])
+            let provider = try target()
+            let record = try existing(provider)
+            guard let archive = Base64.decode(try args.string("archive")) else {
+                throw VGWError(.invalidArgument, "argument archive must be base64")
+            }
+            let start = try args.optionalBool("start") ?? false
+            return try JSONValue(
+                encoding: await bundles.install(
+                    provider: provider, archive: archive, start: start, vgwRunning: record.state == .running))
+        case .bundleUninstall:
+            try args.allowOnly(["provider", "name"])
+            let provider = try target()
+            _ = try existing(provider)
+            let name = try args.string("name")
+            try await bundles.uninstall(provider: provider, name: name)
+            return ["provider": .string(provider.rawValue), "name": .string(name), "uninstalled": true]
+        case .bundleStart:
+            try args.allowOnly(["provider", "name"])
+            let provider = try target()
+            let record = try existing(provider)
+            return try JSONValue(
+                encoding: await bundles.start(
+                    provider: provider, name: try args.string("name"), vgwRunning: record.state == .running))
+        case .bundleStop:
+            try args.allowOnly(["provider", "name"])
+            let provider = try target()
+            _ = try existing(provider)
+            return try JSONValue(encoding: await bundles.stop(provider: provider, name: try args.string("name")))
+        case .bundleList:
+            try args.allowOnly(["provider"])
+            let provider = try target()
+            _ = try existing(provider)
+            return try JSONValue(encoding: ["bundles": try await bundles.list(provider: provider)])
+        case .bundleIsAlive:
+            try args.allowOnly(["provider", "name"])
+            let provider = try target()
+            _ = try existing(provider)
+            let name = try args.string("name")
+            let alive = try await bundles.isAlive(provider: provider, name: name)
+            return ["provider": .string(provider.rawValue), "name": .string(name), "alive": .bool(alive)]
+        case .bundleLogs:
+            try args.allowOnly(["provider", "name", "lines"])
+            let provider = try target()
+            _ = try existing(provider)
+            let lines = try args.optionalInt("lines") ?? 100
+            guard (1...1000).contains(lines) else {
+                throw VGWError(.invalidArgument, "argument lines must be 1 to 1000")
+            }
+            let logs = try await bundles.logs(provider: provider, name: try args.string("name"), lines: lines)
+            return ["stdout": .string(logs.stdout), "stderr": .string(logs.stderr)]
         case .gatewayStatus:
             try args.allowOnly([])
             let address = brokerAddress()
@@ -165,6 +224,7 @@ public actor CoreGateway {
 
     private func deleteProvider(_ provider: ProviderID) async throws -> JSONValue {
         _ = try existing(provider)
+        await bundles.removeAll(provider: provider)
         let clients = try store.clients(provider: provider.rawValue).compactMap(identity)
         try await dynsec.execute(DynSecCommands.deleteProvider(provider, clients: clients))
         let removed = try store.deleteProvider(provider.rawValue)
@@ -178,16 +238,21 @@ public actor CoreGateway {
         var record = try existing(provider)
         let wanted: ProviderState = running ? .running : .stopped
         if record.state != wanted {
+            if !running { await bundles.stopAll(provider: provider) }
             let clients = try store.clients(provider: provider.rawValue).compactMap(identity)
             try await dynsec.execute(DynSecCommands.setEnabled(running, clients: clients))
             try store.setProviderState(provider.rawValue, wanted)
             record.state = wanted
             await publishState(record)
+            if running { await bundles.startDesired(provider: provider) }
         }
         return try JSONValue(encoding: summary(record))
     }
 
     private func addClient(_ provider: ProviderID, _ name: ClientName) async throws -> JSONValue {
+        guard !name.rawValue.hasPrefix("bundle-") else {
+            throw VGWError(.reserved, "client names starting with bundle- are reserved for bundles' own identities")
+        }
         let record = try existing(provider)
         guard try store.client(provider: provider.rawValue, name: name.rawValue) == nil else {
             throw VGWError(.alreadyExists, "client \(name) of \(provider) already exists")
@@ -223,6 +288,14 @@ public actor CoreGateway {
     }
 
     // MARK: Status
+
+    /// Starts the bundles meant to run of every running VGW (daemon start).
+    public func startServices() async {
+        for record in (try? store.providers()) ?? [] where record.state == .running {
+            guard let provider = ProviderID(rawValue: record.id) else { continue }
+            await bundles.startDesired(provider: provider)
+        }
+    }
 
     /// Publishes every VGW's retained status (at start, after the broker came back).
     public func publishAllStatus() async {
@@ -277,8 +350,23 @@ public actor CoreGateway {
     private func detail(_ record: ProviderRecord) throws -> ProviderDetail {
         ProviderDetail(
             provider: record.id, state: record.state.rawValue, createdAt: record.createdAt,
-            namespace: "vgw/\(record.id)/#", clients: try store.clients(provider: record.id).map(\.name),
-            isolation: "dynsec role vgw-\(record.id), default deny")
+            namespace: "vgw/\(record.id)/#",
+            clients: try store.clients(provider: record.id).filter { $0.kind != "bundle" }.map(\.name),
+            bundles: try store.bundles(provider: record.id).map(\.name),
+            isolation: "dynsec role vgw-\(record.id), default deny",
+            resources: ProviderDetail.Resources(
+                mechanism: bundles.mechanism, limits: bundles.settings.providerLimits.description))
+    }
+}
+
+/// Request size limits: ordinary requests, and `bundle.install` which carries an archive.
+public struct RequestLimits: Sendable {
+    public var maxRequestBytes: Int
+    public var maxInstallRequestBytes: Int
+    public init(maxRequestBytes: Int, maxArchiveBytes: Int) {
+        self.maxRequestBytes = maxRequestBytes
+        // base64 (4/3) plus the envelope.
+        self.maxInstallRequestBytes = maxArchiveBytes / 3 * 4 + 64 * 1024
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Services
 import Support
 
 /// Everything `vgwd` needs to know; every field has a default that works out of the box.
@@ -15,8 +16,12 @@ public struct GatewayConfiguration: Sendable {
     public var homeID: String = GatewayConfiguration.defaultHomeID()
     /// Largest management request accepted, in bytes.
     public var maxRequestBytes: Int = 1 << 20
+    /// Largest bundle archive accepted by `bundle.install`.
+    public var maxBundleBytes: Int = 16 << 20
+    /// Restart backoff, crash-loop detection and log bounds of services.
+    public var serviceTuning = ServiceSupervisor.Tuning()
     /// Largest MQTT message the broker accepts at all.
-    public var maxPacketBytes: Int = 16 << 20
+    public var maxPacketBytes: Int = 32 << 20
     /// The mosquitto executable; nil looks it up.
     public var mosquittoPath: String?
     /// Use an operator's own Mosquitto (with the dynamic security plugin) instead of
@@ -66,17 +71,21 @@ public struct DataDirectory: Sendable {
 
     public var store: String { path + "/state.db" }
     public var brokerDirectory: String { path + "/broker" }
+    public var bundles: String { path + "/bundles" }
     public var dynsecFile: String { brokerDirectory + "/dynamic-security.json" }
     /// The operator's broker credentials, read by `vgw` (mode 0600, like a kubeconfig).
     public var operatorCredentials: String { path + "/operator.json" }
     /// Written by a running daemon: its pid, so a second daemon on the same directory refuses to start.
     public var pidFile: String { path + "/vgwd.pid" }
 
-    /// Creates the directory (0700: it holds credentials) if it does not exist.
+    /// Creates the directory if it does not exist. It is 0711: services (other uids) may
+    /// traverse it to reach their own bundle directory, but not list it; everything else
+    /// in it is private (the daemon runs with umask 077).
     public func create() throws {
         do {
             try FileManager.default.createDirectory(
-                atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+                atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
+            chmod(path, 0o711)
             try FileManager.default.createDirectory(
                 atPath: brokerDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {

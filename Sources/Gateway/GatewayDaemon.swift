@@ -20,6 +20,7 @@ public final class GatewayDaemon: Sendable {
         var broker: BrokerSupervisor?
         var client: MQTTClient
         var gateway: CoreGateway
+        var bundles: BundleManager
         var tasks: [Task<Void, Never>]
         var lock: DirectoryLock
         var port: UInt16
@@ -42,6 +43,8 @@ public final class GatewayDaemon: Sendable {
     public var broker: BrokerSupervisor? { running.withLock { $0?.broker } }
 
     public func start() async throws {
+        // Every file the daemon creates (store, credentials, broker files) is private.
+        umask(0o077)
         try directory.create()
         let lock = try DirectoryLock(path: directory.pidFile)
         let store = try Store(path: directory.store)
@@ -98,15 +101,20 @@ public final class GatewayDaemon: Sendable {
             try await client.publish(topic: Topics.dynsecControl, payload: payload, qos: .atLeastOnce)
         }
         let address = (host: Self.connectable(host), port: port)
+        let publish: Publish = { topic, payload, retain in
+            try await client.publish(topic: topic, payload: payload, qos: .atLeastOnce, retain: retain)
+        }
+        var bundleSettings = BundleManager.Settings(root: directory.bundles, brokerHost: address.host, brokerPort: port)
+        bundleSettings.maxArchiveBytes = configuration.maxBundleBytes
+        bundleSettings.tuning = configuration.serviceTuning
+        let bundles = try BundleManager(settings: bundleSettings, store: store, dynsec: dynsec, publish: publish)
         let gateway = CoreGateway(
-            store: store, dynsec: dynsec, homeID: configuration.homeID,
-            publish: { topic, payload, retain in
-                try await client.publish(topic: topic, payload: payload, qos: .atLeastOnce, retain: retain)
-            },
+            store: store, bundles: bundles, dynsec: dynsec, homeID: configuration.homeID, publish: publish,
             brokerAddress: { address })
         var tasks: [Task<Void, Never>] = []
         let (requests, requestSink) = AsyncStream.makeStream(of: MQTTMessage.self)
-        let maxRequest = configuration.maxRequestBytes
+        let limits = RequestLimits(
+            maxRequestBytes: configuration.maxRequestBytes, maxArchiveBytes: configuration.maxBundleBytes)
         // The reader never waits on the gateway: dynsec answers go straight to their
         // waiter, requests queue for the worker, which may itself be awaiting dynsec.
         tasks.append(
@@ -125,7 +133,7 @@ public final class GatewayDaemon: Sendable {
                 for await message in requests {
                     guard let target = Topics.requestTarget(of: message.topic) else { continue }
                     let (response, replyTo) = await gateway.handle(
-                        payload: message.payload, target: target, maxSize: maxRequest)
+                        payload: message.payload, target: target, limits: limits)
                     await Self.reply(
                         response, replyTo: replyTo, target: target, message: message, client: client, logger: logger)
                 }
@@ -154,8 +162,11 @@ public final class GatewayDaemon: Sendable {
             throw error
         }
         await Self.announce(client: client, gateway: gateway, logger: logger)
+        await gateway.startServices()
         running.withLock {
-            $0 = Running(broker: broker, client: client, gateway: gateway, tasks: tasks, lock: lock, port: port)
+            $0 = Running(
+                broker: broker, client: client, gateway: gateway, bundles: bundles, tasks: tasks, lock: lock,
+                port: port)
         }
         logger.info(
             "gateway ready",
@@ -173,6 +184,8 @@ public final class GatewayDaemon: Sendable {
                 return value
             })
         else { return }
+        // Services first, while the broker still runs: their identities are revoked cleanly.
+        await state.bundles.shutdown()
         _ = try? await state.client.publish(
             topic: Topics.gatewayStatus, payload: Array(#"{"state":"stopped"}"#.utf8), qos: .atLeastOnce, retain: true)
         await state.client.disconnect()

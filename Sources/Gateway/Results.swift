@@ -15,7 +15,15 @@ public struct ProviderDetail: Codable, Sendable, Equatable {
     public var createdAt: Date
     public var namespace: String
     public var clients: [String]
+    public var bundles: [String]
     public var isolation: String
+    public var resources: Resources
+
+    public struct Resources: Codable, Sendable, Equatable {
+        /// cgroup v2, cgroup v1 or rlimits: what really limits this VGW's services.
+        public var mechanism: String
+        public var limits: String
+    }
 }
 
 /// Shown once: the password exists nowhere else afterwards (the store keeps a hash).

@@ -12,6 +12,13 @@ public enum ManagementOperation: String, Sendable, CaseIterable, Codable {
     case clientRemove = "client.remove"
     case clientList = "client.list"
     case gatewayStatus = "gateway.status"
+    case bundleInstall = "bundle.install"
+    case bundleUninstall = "bundle.uninstall"
+    case bundleStart = "bundle.start"
+    case bundleStop = "bundle.stop"
+    case bundleList = "bundle.list"
+    case bundleIsAlive = "bundle.isAlive"
+    case bundleLogs = "bundle.logs"
 
     /// Where an op is served: on `mgmt/core/req` only, or also on `mgmt/<p>/req` where the
     /// provider is implied by the topic (the provider's view is a strict subset).
@@ -19,7 +26,9 @@ public enum ManagementOperation: String, Sendable, CaseIterable, Codable {
 
     public var scope: Scope {
         switch self {
-        case .vgwIsAlive, .vgwShow, .clientList: .coreAndProvider
+        case .vgwIsAlive, .vgwShow, .clientList, .bundleInstall, .bundleUninstall, .bundleStart, .bundleStop,
+            .bundleList, .bundleIsAlive, .bundleLogs:
+            .coreAndProvider
         default: .coreOnly
         }
     }
@@ -37,6 +46,13 @@ public enum ManagementOperation: String, Sendable, CaseIterable, Codable {
         case .clientRemove: "remove a client's credentials and disconnect it"
         case .clientList: "list a provider's clients"
         case .gatewayStatus: "the core gateway's own state"
+        case .bundleInstall: "install (or replace) a bundle from its archive"
+        case .bundleUninstall: "stop a bundle and remove it with its files and identity"
+        case .bundleStart: "start a bundle's service (and keep it running)"
+        case .bundleStop: "stop a bundle's service"
+        case .bundleList: "list a provider's bundles and their state"
+        case .bundleIsAlive: "whether a bundle's service is running"
+        case .bundleLogs: "the tail of a bundle's standard output and error"
         }
     }
 }

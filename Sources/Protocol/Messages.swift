@@ -162,6 +162,18 @@ public struct Arguments: Sendable {
         return string
     }
 
+    public func optionalBool(_ name: String) throws -> Bool? {
+        guard let value = values[name], value != .null else { return nil }
+        guard let bool = value.boolValue else { throw VGWError(.invalidArgument, "argument \(name) must be a boolean") }
+        return bool
+    }
+
+    public func optionalInt(_ name: String) throws -> Int? {
+        guard let value = values[name], value != .null else { return nil }
+        guard let int = value.intValue else { throw VGWError(.invalidArgument, "argument \(name) must be an integer") }
+        return int
+    }
+
     public func provider(_ name: String = "provider") throws -> ProviderID {
         try ProviderID(string(name))
     }

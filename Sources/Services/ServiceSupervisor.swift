@@ -84,6 +84,19 @@ public struct ServiceStatus: Sendable, Codable, Equatable {
     /// "exit code 1", "killed by SIGKILL: memory limit exceeded", "cannot start ...".
     public var lastExit: String?
     public var since: Date
+
+    public init(
+        provider: String, bundle: String, state: ServiceState, pid: Int32?, restarts: Int, lastExit: String?,
+        since: Date
+    ) {
+        self.provider = provider
+        self.bundle = bundle
+        self.state = state
+        self.pid = pid
+        self.restarts = restarts
+        self.lastExit = lastExit
+        self.since = since
+    }
 }
 
 /// Runs services as supervised processes: spawns them with the spec, watches them,

@@ -5,6 +5,7 @@ import Gateway
 import Supervisor
 import Support
 import Synchronization
+import TestSupport
 import Testing
 
 /// The real executables: `vgwd` as a child process, stopped by signals, and `vgw` against it.
@@ -143,7 +144,7 @@ struct DaemonProcessTests {
             "vgw-fallback-\(UUID().uuidString.prefix(8))"
         ).path
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let blocker = try ListeningSocket()
+        let blocker = try TCPListener()
         var configuration = GatewayConfiguration(dataDirectory: directory)
         configuration.port = blocker.port
         let daemon = GatewayDaemon(configuration: configuration)
@@ -163,27 +164,4 @@ final class OutputCapture: Sendable {
     private let lines = Mutex<[String]>([])
     func add(_ line: String) { lines.withLock { $0.append(line) } }
     var last: String? { lines.withLock { $0.last } }
-}
-
-/// A TCP listener on a free loopback port, held for the test's duration.
-final class ListeningSocket: Sendable {
-    let port: UInt16
-    private let fd: Int32
-
-    init() throws {
-        port = try Ports.freePort(host: "127.0.0.1")
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard bound == 0, listen(fd, 1) == 0 else { throw VGWError(.io, "cannot hold port \(port)") }
-    }
-
-    deinit { close(fd) }
 }

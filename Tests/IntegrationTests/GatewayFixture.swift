@@ -5,6 +5,7 @@ import Gateway
 import MQTT
 import Protocol
 import Support
+import Synchronization
 import Testing
 
 /// A real `vgwd` (in-process daemon, real Mosquitto child, real SQLite file) on a free
@@ -17,7 +18,8 @@ struct GatewayFixture {
     let admin: ManagementClient
 
     static func with<T>(
-        directory existing: String? = nil, _ body: (GatewayFixture) async throws -> T
+        directory existing: String? = nil, configure: (inout GatewayConfiguration) -> Void = { _ in },
+        _ body: (GatewayFixture) async throws -> T
     ) async throws -> T {
         let directory =
             existing
@@ -26,15 +28,19 @@ struct GatewayFixture {
             ).path
         defer { if existing == nil { try? FileManager.default.removeItem(atPath: directory) } }
         let port = try Ports.freePort(host: "127.0.0.1")
-        return try await run(directory: directory, port: port, body)
+        return try await run(directory: directory, port: port, configure: configure, body)
     }
 
     /// Starts a daemon on `directory` and `port` (a restart test reuses both).
-    static func run<T>(directory: String, port: UInt16, _ body: (GatewayFixture) async throws -> T) async throws -> T {
+    static func run<T>(
+        directory: String, port: UInt16, configure: (inout GatewayConfiguration) -> Void = { _ in },
+        _ body: (GatewayFixture) async throws -> T
+    ) async throws -> T {
         var configuration = GatewayConfiguration(dataDirectory: directory)
         configuration.port = port
         configuration.portFallback = false
         configuration.homeID = "test-home"
+        configure(&configuration)
         let daemon = GatewayDaemon(configuration: configuration)
         try await daemon.start()
         do {
@@ -89,6 +95,17 @@ struct GatewayFixture {
     }
 }
 
+/// Counts matching messages for `Inbox.more(than:on:)`.
+final class Counter: Sendable {
+    private let state: Mutex<Int>
+    private let target: Int
+    init(target: Int, already: Int) {
+        self.target = target
+        state = Mutex(already)
+    }
+    func hit() -> Bool { state.withLock { $0 += 1; return $0 >= target } }
+}
+
 /// Collects what a client receives, so a test can say "nothing arrived before the sentinel".
 actor Inbox {
     typealias Predicate = @Sendable (MQTTMessage) -> Bool
@@ -140,4 +157,22 @@ actor Inbox {
     }
 
     func topics() -> [String] { received.map(\.topic) }
+
+    func count(on topic: String) -> Int { received.filter { $0.topic == topic }.count }
+
+    /// Waits (bounded) until more than `count` messages arrived on `topic`.
+    func more(than count: Int, on topic: String, timeout: Duration = .seconds(10)) async throws {
+        let id = UUID()
+        guard self.count(on: topic) <= count else { return }
+        let timer = Task {
+            try await Task.sleep(for: timeout)
+            self.expire(id, timeout)
+        }
+        defer { timer.cancel() }
+        let target = count + 1
+        _ = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<MQTTMessage, any Error>) in
+            let seen = Counter(target: target, already: self.count(on: topic))
+            waiters[id] = ({ message in message.topic == topic && seen.hit() }, continuation)
+        }
+    }
 }
