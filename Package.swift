@@ -9,6 +9,8 @@ let package = Package(
     products: [
         .executable(name: "vgwd", targets: ["vgwd"]),
         .executable(name: "vgw", targets: ["vgw"]),
+        .executable(name: "vgw-bench", targets: ["vgw-bench"]),
+        .library(name: "VGWServiceKit", targets: ["VGWServiceKit"]),
     ],
     targets: [
         // C libraries from Debian, one system library target each.
@@ -47,6 +49,16 @@ let package = Package(
             swiftSettings: strict),
         .executableTarget(name: "vgwd", dependencies: ["CLI"], swiftSettings: strict),
         .executableTarget(name: "vgw", dependencies: ["CLI"], swiftSettings: strict),
+        // The benchmark: vgwd against raw Mosquitto, release build (docs/PERFORMANCE.md).
+        .executableTarget(
+            name: "vgw-bench",
+            dependencies: ["Broker", "BundleFormat", "CLI", "Crypto", "Gateway", "MQTT", "Protocol", "Supervisor", "Support"],
+            swiftSettings: strict),
+        // The SDK for services written in Swift, and the Swift example bundle built on it.
+        .target(name: "VGWServiceKit", dependencies: ["MQTT", "Support"], swiftSettings: strict),
+        .executableTarget(
+            name: "example-sensor", dependencies: ["VGWServiceKit"], path: "examples/swift-sensor/Sources",
+            swiftSettings: strict),
 
         // Fixtures shared by the tests: real brokers on free loopback ports, temporary directories.
         .target(
@@ -54,6 +66,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(name: "SupportTests", dependencies: ["Support"], swiftSettings: strict),
         .testTarget(name: "CryptoTests", dependencies: ["Crypto"], swiftSettings: strict),
+        .testTarget(name: "VGWServiceKitTests", dependencies: ["VGWServiceKit", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ServicesTests", dependencies: ["Services", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "BundleFormatTests", dependencies: ["BundleFormat", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ResourceControlTests", dependencies: ["ResourceControl", "TestSupport"], swiftSettings: strict),
