@@ -52,7 +52,12 @@ public final class BundleManager: Sendable {
         self.publish = publish
         let logger = self.logger
         do {
-            resources = try ResourceController(rootName: "vgw-\(getpid())", choice: .auto)
+            // One cgroup subtree per data directory: a restarted daemon finds (and clears)
+            // its own, and two daemons on one machine never touch each other's.
+            let root = "vgw-" + String(Digest.sha256Hex(Array(settings.root.utf8)).prefix(12))
+            let controller = try ResourceController(rootName: root, choice: .auto)
+            try? controller.removeAll()
+            resources = controller
         } catch {
             logger.warning("no resource control available; services run without limits", ["error": "\(error)"])
             resources = nil
@@ -280,8 +285,14 @@ public final class BundleManager: Sendable {
         return exceeded.description(for: group.path)
     }
 
-    /// After a service stopped for good: its credentials die with it.
+    /// After a service stopped for good: whatever it left running in its cgroup (children
+    /// that left its process group) is killed, and its credentials die with it.
     fileprivate func finished(_ id: ServiceID) async {
+        do {
+            try resources?.removeGroup(path: [id.provider, id.bundle])
+        } catch {
+            logger.warning("cannot remove the service's cgroup", ["bundle": "\(id)", "error": "\(error)"])
+        }
         guard let provider = ProviderID(rawValue: id.provider), let name = try? Self.identityName(id.bundle) else {
             return
         }

@@ -18,6 +18,9 @@ public struct GatewayConfiguration: Sendable {
     public var maxRequestBytes: Int = 1 << 20
     /// Largest bundle archive accepted by `bundle.install`.
     public var maxBundleBytes: Int = 16 << 20
+    /// Services of the n-th provider run as uid (and gid) `serviceUIDBase + n` when vgwd
+    /// runs as root; pick a range no real user has (and a distinct one per daemon).
+    public var serviceUIDBase: uid_t = 200_000
     /// Restart backoff, crash-loop detection and log bounds of services.
     public var serviceTuning = ServiceSupervisor.Tuning()
     /// Largest MQTT message the broker accepts at all.

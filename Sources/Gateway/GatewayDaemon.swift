@@ -107,6 +107,7 @@ public final class GatewayDaemon: Sendable {
         var bundleSettings = BundleManager.Settings(root: directory.bundles, brokerHost: address.host, brokerPort: port)
         bundleSettings.maxArchiveBytes = configuration.maxBundleBytes
         bundleSettings.tuning = configuration.serviceTuning
+        bundleSettings.uidBase = configuration.serviceUIDBase
         let bundles = try BundleManager(settings: bundleSettings, store: store, dynsec: dynsec, publish: publish)
         let gateway = CoreGateway(
             store: store, bundles: bundles, dynsec: dynsec, homeID: configuration.homeID, publish: publish,

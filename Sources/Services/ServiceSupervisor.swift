@@ -155,9 +155,23 @@ public actor ServiceSupervisor {
     private let logger = Logger("services")
     private var logWatcher: Task<Void, Never>?
 
+    /// Status changes, delivered to `hooks.changed` one at a time and in order (a
+    /// retained "starting" must never overwrite the "running" that followed it).
+    private let changes: AsyncStream<ServiceStatus>.Continuation
+    private let publisher: Task<Void, Never>
+
     public init(hooks: Hooks, tuning: Tuning = Tuning()) {
         self.hooks = hooks
         self.tuning = tuning
+        let (stream, continuation) = AsyncStream.makeStream(of: ServiceStatus.self)
+        changes = continuation
+        publisher = Task {
+            for await status in stream { await hooks.changed(status) }
+        }
+    }
+
+    deinit {
+        changes.finish()
     }
 
     // MARK: Control
@@ -321,9 +335,7 @@ public actor ServiceSupervisor {
         change(&status)
         status.since = Date()
         entries[id]?.status = status
-        let hooks = self.hooks
-        let snapshot = status
-        Task { await hooks.changed(snapshot) }
+        changes.yield(status)
     }
 
     // MARK: Logs

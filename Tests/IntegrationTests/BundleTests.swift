@@ -7,6 +7,7 @@ import MQTT
 import Protocol
 import Services
 import Support
+import TestSupport
 import Testing
 
 /// Bundles installed, started, stopped, restarted and removed through the protocol,
@@ -53,7 +54,7 @@ struct BundleTests {
             // Stop: the process (and its process group) is gone; start: it says hello again.
             _ = try await gw.bundleCall("bundle.stop", "acme", "talker")
             #expect(try await gw.bundleCall("bundle.isAlive", "acme", "talker")["alive"] == false)
-            #expect(await DaemonProcessTests.waitUntilGone(pid_t(pid), within: .seconds(5)))
+            #expect(await ProcessProbe.waitUntilGone(pid_t(pid), within: .seconds(5)))
             let hellos = await seen.count(on: "vgw/acme/talker/hello")
             _ = try await gw.bundleCall("bundle.start", "acme", "talker")
             try await seen.more(than: hellos, on: "vgw/acme/talker/hello")
@@ -106,7 +107,7 @@ struct BundleTests {
             return try #require(try await gw.waitForBundle("acme", "keeper", state: "running")["pid"]?.intValue)
         }
         // The daemon's stop stopped its services.
-        #expect(await DaemonProcessTests.waitUntilGone(pid_t(firstPid), within: .seconds(5)))
+        #expect(await ProcessProbe.waitUntilGone(pid_t(firstPid), within: .seconds(5)))
         try await GatewayFixture.run(directory: directory, port: port, configure: Self.fastRestarts) { gw in
             let keeper = try await gw.waitForBundle("acme", "keeper", state: "running")
             #expect(keeper["pid"]?.intValue != firstPid)

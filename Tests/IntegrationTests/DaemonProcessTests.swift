@@ -56,29 +56,13 @@ struct DaemonProcessTests {
         }
     }
 
-    static func isAlive(_ pid: pid_t) -> Bool {
-        guard kill(pid, 0) == 0 else { return false }
-        // A zombie still answers kill(0); it has exited all the same.
-        let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
-        return !stat.contains(") Z ")
-    }
-
-    static func waitUntilGone(_ pid: pid_t, within limit: Duration) async -> Bool {
-        let deadline = ContinuousClock.now + limit
-        while isAlive(pid) {
-            if ContinuousClock.now > deadline { return false }
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        return true
-    }
-
     @Test func sigtermDrainsAndLeavesNoProcess() async throws {
         try await Self.withDaemon { daemon, data, _ in
             let brokers = Self.children(of: daemon.pid)
             #expect(brokers.count == 1)
             daemon.signal(SIGTERM)
             #expect(await daemon.wait() == .exited(0))
-            for broker in brokers { #expect(await Self.waitUntilGone(broker, within: .seconds(5))) }
+            for broker in brokers { #expect(await ProcessProbe.waitUntilGone(broker, within: .seconds(5))) }
             // The drain left a clean state: the operator file stays for the next start.
             #expect(FileManager.default.fileExists(atPath: data + "/operator.json"))
         }
@@ -91,7 +75,7 @@ struct DaemonProcessTests {
             daemon.signal(SIGKILL)
             _ = await daemon.wait()
             // The parent-death signal: no orphaned broker keeps the port and the files.
-            for broker in brokers { #expect(await Self.waitUntilGone(broker, within: .seconds(5))) }
+            for broker in brokers { #expect(await ProcessProbe.waitUntilGone(broker, within: .seconds(5))) }
         }
     }
 

@@ -40,6 +40,8 @@ struct GatewayFixture {
         configuration.port = port
         configuration.portFallback = false
         configuration.homeID = "test-home"
+        // Daemons of parallel tests must not share service uids.
+        configuration.serviceUIDBase = uid_t(300_000 + Int.random(in: 0..<10_000) * 100)
         configure(&configuration)
         let daemon = GatewayDaemon(configuration: configuration)
         try await daemon.start()
