@@ -75,6 +75,16 @@ public struct DataDirectory: Sendable {
     public var store: String { path + "/state.db" }
     public var brokerDirectory: String { path + "/broker" }
     public var bundles: String { path + "/bundles" }
+
+    /// Makes sure `file` exists with mode 0600 (SQLite gives its -wal and -shm files the
+    /// mode of the database), and returns its path.
+    public func createPrivateFile(_ file: String) throws -> String {
+        let fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw VGWError(.io, "cannot create \(file): \(String(cString: strerror(errno)))") }
+        fchmod(fd, 0o600)
+        close(fd)
+        return file
+    }
     public var dynsecFile: String { brokerDirectory + "/dynamic-security.json" }
     /// The operator's broker credentials, read by `vgw` (mode 0600, like a kubeconfig).
     public var operatorCredentials: String { path + "/operator.json" }
@@ -82,8 +92,8 @@ public struct DataDirectory: Sendable {
     public var pidFile: String { path + "/vgwd.pid" }
 
     /// Creates the directory if it does not exist. It is 0711: services (other uids) may
-    /// traverse it to reach their own bundle directory, but not list it; everything else
-    /// in it is private (the daemon runs with umask 077).
+    /// traverse it to reach their own bundle directory, but not list it; everything in it
+    /// is created private (0600 files, 0700 directories) by whoever creates it.
     public func create() throws {
         do {
             try FileManager.default.createDirectory(

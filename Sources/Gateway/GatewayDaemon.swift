@@ -43,11 +43,9 @@ public final class GatewayDaemon: Sendable {
     public var broker: BrokerSupervisor? { running.withLock { $0?.broker } }
 
     public func start() async throws {
-        // Every file the daemon creates (store, credentials, broker files) is private.
-        umask(0o077)
         try directory.create()
         let lock = try DirectoryLock(path: directory.pidFile)
-        let store = try Store(path: directory.store)
+        let store = try Store(path: directory.createPrivateFile(directory.store))
         let external = configuration.externalBroker
         let host = external?.host ?? configuration.host
         let port = try external?.port ?? choosePort()

@@ -160,6 +160,37 @@ struct BundleTests {
         }
     }
 
+    /// A service is a process of another uid: it cannot read the store, the operator's
+    /// credentials, the broker's files, or another provider's bundle, and cannot signal
+    /// another provider's service.
+    @Test(.enabled(if: getuid() == 0, "per-provider uids need root"))
+    func serviceCannotReachTheCoreOrAnotherProvider() async throws {
+        try await GatewayFixture.with(configure: Self.fastRestarts) { gw in
+            try await gw.createProvider("victim")
+            try await gw.createProvider("attacker")
+            _ = try await gw.install("victim", try TestBundles.talker(name: "target"))
+            let target = try #require(try await gw.waitForBundle("victim", "target", state: "running")["pid"]?.intValue)
+            let probe = try TestBundles.shell(
+                name: "probe", restart: "never",
+                script: """
+                    data="$VGW_STATE_DIR/../../../.."
+                    for f in state.db operator.json broker/dynamic-security.json broker/mosquitto.conf bundles/victim/target/app/bin/run.sh; do
+                      if cat "$data/$f" >/dev/null 2>&1; then echo "READ $f"; else echo "denied $f"; fi
+                    done
+                    if ls "$data/bundles/victim/target/state" >/dev/null 2>&1; then echo "READ victim state"; else echo "denied victim state"; fi
+                    if ls "$data" >/dev/null 2>&1; then echo "LISTED data"; else echo "denied listing"; fi
+                    if kill -0 \(target) 2>/dev/null; then echo "SIGNALLED"; else echo "denied signal"; fi
+                    echo "can write own state" > "$VGW_STATE_DIR/x" && echo "wrote own state"
+                    """)
+            _ = try await gw.install("attacker", probe)
+            _ = try await gw.waitForBundle("attacker", "probe", state: "exited")
+            let output = try await gw.bundleCall("bundle.logs", "attacker", "probe")["stdout"]?.stringValue ?? ""
+            #expect(!output.contains("READ") && !output.contains("LISTED") && !output.contains("SIGNALLED"), "\(output)")
+            #expect(output.components(separatedBy: "denied").count == 9, "\(output)")
+            #expect(output.contains("wrote own state"))
+        }
+    }
+
     @Test func hostileArchivesAreRefusedAndLeaveNothingBehind() async throws {
         try await GatewayFixture.with(configure: {
             Self.fastRestarts(&$0)
