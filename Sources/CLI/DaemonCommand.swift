@@ -19,6 +19,10 @@ public enum DaemonCommand {
             .value("--home", name: "id", help: "this home's id in responses (default: the host name)"),
             .value("--mosquitto", name: "path", help: "the mosquitto executable (default: found in /usr/sbin or PATH)"),
             .value("--max-request-bytes", name: "bytes", help: "largest management request accepted (default 1048576)"),
+            .value("--max-bundle-bytes", name: "bytes", help: "largest bundle archive accepted (default 16777216)"),
+            .value(
+                "--service-uid-base", name: "uid",
+                help: "services of the n-th provider run as uid base+n when vgwd is root (default 200000)"),
             .value("--log-level", name: "level", help: "debug, info, warn or error (default info)"),
             .value(
                 "--external-broker", name: "host:port",
@@ -77,6 +81,16 @@ public enum DaemonCommand {
         if let bytes = try parsed.int("--max-request-bytes") {
             guard bytes > 0 else { throw VGWError(.usage, "--max-request-bytes must be positive") }
             configuration.maxRequestBytes = bytes
+        }
+        if let bytes = try parsed.int("--max-bundle-bytes") {
+            guard bytes > 0 else { throw VGWError(.usage, "--max-bundle-bytes must be positive") }
+            configuration.maxBundleBytes = bytes
+        }
+        if let base = try parsed.int("--service-uid-base") {
+            guard (1000...4_000_000_000).contains(base) else {
+                throw VGWError(.usage, "--service-uid-base must be 1000 to 4000000000")
+            }
+            configuration.serviceUIDBase = uid_t(base)
         }
         if let address = parsed.value("--external-broker") {
             configuration.externalBroker = try externalBroker(address, parsed)
