@@ -272,24 +272,12 @@ public actor ServiceSupervisor {
             let failed = exit != .exited(0)
             logger.log(
                 failed ? .warning : .info, "service ended", ["service": "\(id)", "exit": reason])
-            switch spec.restart {
-            case .never:
+            if spec.restart == .never || (spec.restart == .onFailure && !failed) {
                 update(id) {
                     $0.state = .exited
                     $0.pid = nil
                     $0.lastExit = reason
                 }
-                await hooks.finished(id)
-                return
-            case .onFailure where !failed:
-                update(id) {
-                    $0.state = .exited
-                    $0.pid = nil
-                    $0.lastExit = reason
-                }
-                await hooks.finished(id)
-                return
-            default:
                 break
             }
             if healthy {

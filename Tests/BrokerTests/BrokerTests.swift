@@ -11,26 +11,6 @@ import Testing
 private typealias ExitStatus = Supervisor.ExitStatus
 
 /// A listening socket that holds a port for as long as it lives.
-/// Waits for the first event that matches, bounded.
-private func nextEvent(
-    _ events: AsyncStream<BrokerEvent>, within limit: Duration = .seconds(10),
-    where match: @escaping @Sendable (BrokerEvent) -> Bool
-) async -> BrokerEvent? {
-    await withTaskGroup(of: BrokerEvent?.self) { group in
-        group.addTask {
-            for await event in events where match(event) { return event }
-            return nil
-        }
-        group.addTask {
-            try? await Task.sleep(for: limit)
-            return nil
-        }
-        let first = await group.next() ?? nil
-        group.cancelAll()
-        return first
-    }
-}
-
 private func processExists(_ pid: pid_t) -> Bool {
     kill(pid, 0) == 0 || errno != ESRCH
 }
@@ -147,7 +127,7 @@ private func processExists(_ pid: pid_t) -> Bool {
             let clock = ContinuousClock()
             let killed = clock.now
             kill(oldPid, SIGKILL)
-            let event = await nextEvent(broker.supervisor.events) {
+            let event = await firstMatch(broker.supervisor.events) {
                 if case .started(let pid) = $0 { pid != oldPid } else { false }
             }
             let elapsed = clock.now - killed

@@ -4,12 +4,18 @@ import Gateway
 import MQTT
 import Protocol
 import Support
+import TestSupport
 import Testing
 
 /// Stop, start and delete of a VGW, observed with live clients; state across restarts of
 /// the daemon and of the broker.
 @Suite(.serialized, .timeLimit(.minutes(3)))
 struct LifecycleTests {
+    static let isDisconnection: @Sendable (MQTTEvent) -> Bool = {
+        if case .disconnected = $0 { return true }
+        return false
+    }
+
     @Test func stopDisconnectsAndRefusesUntilStarted() async throws {
         try await GatewayFixture.with { gw in
             try await gw.createProvider("acme")
@@ -18,18 +24,10 @@ struct LifecycleTests {
             let otherCreds = try await gw.addClient("other", "lamp")
             let live = try await gw.connect(creds)
             let bystander = try await gw.connect(otherCreds)
-            var events = live.events.makeAsyncIterator()
             let stopped = try await gw.admin.call("vgw.stop", ["provider": "acme"])
             #expect(stopped["state"]?.stringValue == "stopped")
             // The live client is disconnected by the broker...
-            var kicked = false
-            while let event = await events.next() {
-                if case .disconnected = event {
-                    kicked = true
-                    break
-                }
-            }
-            #expect(kicked)
+            #expect(await firstMatch(live.events, where: Self.isDisconnection) != nil)
             // ...and refused while the VGW is stopped; the other provider is untouched.
             await #expect(throws: VGWError.self) { try await gw.connect(creds) }
             #expect(bystander.isConnected)
@@ -57,17 +55,9 @@ struct LifecycleTests {
             let live = try await gw.connect(creds)
             let operatorView = try await ManagementFixture.statusWatcher(gw)
             _ = try await operatorView.inbox.message(on: "status/acme/state")
-            var events = live.events.makeAsyncIterator()
             let deleted = try await gw.admin.call("vgw.delete", ["provider": "acme"])
             #expect(deleted["clientsRemoved"]?.intValue == 1)
-            var kicked = false
-            while let event = await events.next() {
-                if case .disconnected = event {
-                    kicked = true
-                    break
-                }
-            }
-            #expect(kicked)
+            #expect(await firstMatch(live.events, where: Self.isDisconnection) != nil)
             await #expect(throws: VGWError.self) { try await gw.connect(creds) }
             let missing = try await gw.admin.send("vgw.show", ["provider": "acme"])
             #expect(missing.error?.code == .notFound)

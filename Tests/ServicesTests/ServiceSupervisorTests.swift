@@ -37,19 +37,7 @@ struct ServiceSupervisorTests {
             sink.yield(status)
         }
         func wait(for state: ServiceState, within limit: Duration = .seconds(10)) async -> ServiceStatus? {
-            await withTaskGroup(of: ServiceStatus?.self) { group in
-                group.addTask {
-                    for await status in self.stream where status.state == state { return status }
-                    return nil
-                }
-                group.addTask {
-                    try? await Task.sleep(for: limit)
-                    return nil
-                }
-                let first = await group.next() ?? nil
-                group.cancelAll()
-                return first
-            }
+            await firstMatch(stream, within: limit) { $0.state == state }
         }
     }
 
