@@ -23,14 +23,20 @@ public struct AccessState: Sendable, Equatable {
 
     public var providers: [Provider]
     public var clients: [Client]
+    /// Grants in force; each adds ACLs to the roles of the providers it applies to.
+    public var grants: [Grant]
     /// The daemon's own identity (full rights, `$CONTROL` included).
     public var daemon: CoreIdentity
     /// The operator's CLI identity (management requests only).
     public var operators: [CoreIdentity]
 
-    public init(providers: [Provider], clients: [Client], daemon: CoreIdentity, operators: [CoreIdentity]) {
+    public init(
+        providers: [Provider], clients: [Client], grants: [Grant] = [], daemon: CoreIdentity,
+        operators: [CoreIdentity]
+    ) {
         self.providers = providers
         self.clients = clients
+        self.grants = grants
         self.daemon = daemon
         self.operators = operators
     }
@@ -67,6 +73,22 @@ public enum AccessPolicy {
             + [ACL(.publishClientSend, "mgmt/\(p)/req")]
             + ACL.read("mgmt/\(p)/res/#")
             + ACL.read("status/\(p)/#")
+    }
+
+    /// What a grant adds to a grantee's role: read is subscribe and receive (delivery is
+    /// checked on every message, so a revoke stops a live subscription), write is publish.
+    public static func grantACLs(_ grant: Grant) -> [ACL] {
+        (grant.access.reads ? ACL.read(grant.topicFilter) : [])
+            + (grant.access.writes ? [ACL(.publishClientSend, grant.topicFilter)] : [])
+    }
+
+    /// A provider's whole role: its own namespace plus every grant that applies to it.
+    public static func roleACLs(_ provider: ProviderID, grants: [Grant]) -> [ACL] {
+        var acls = providerACLs(provider)
+        for grant in grants where grant.applies(to: provider) {
+            for acl in grantACLs(grant) where !acls.contains(acl) { acls.append(acl) }
+        }
+        return acls
     }
 
     /// The daemon: everything, including the `$CONTROL` and `$SYS` trees that `#` does not match.
@@ -107,7 +129,9 @@ public enum AccessPolicy {
                 DynSecConfig.Role(rolename: daemonRole, acls: daemonACLs),
                 DynSecConfig.Role(rolename: operatorRole, acls: operatorACLs),
             ]
-            + state.providers.map { DynSecConfig.Role(rolename: roleName($0.id), acls: providerACLs($0.id)) }
+            + state.providers.map {
+                DynSecConfig.Role(rolename: roleName($0.id), acls: roleACLs($0.id, grants: state.grants))
+            }
         return DynSecConfig(clients: clients, groups: groups, roles: roles)
     }
 }

@@ -32,15 +32,34 @@ public enum DynSecCommands {
             })
     }
 
+    /// Moves a role from one ACL list to another with the fewest changes (each change
+    /// kicks the role's clients once per batch, not per ACL).
+    public static func updateRole(_ provider: ProviderID, from old: [ACL], to new: [ACL]) -> [DynSecCommand] {
+        let role = JSONValue.string(AccessPolicy.roleName(provider))
+        let removed = old.filter { !new.contains($0) }.map { acl in
+            DynSecCommand(
+                "removeRoleACL", ["rolename": role, "acltype": .string(acl.acltype.rawValue), "topic": .string(acl.topic)])
+        }
+        let added = new.filter { !old.contains($0) }.map { acl in
+            DynSecCommand(
+                "addRoleACL",
+                [
+                    "rolename": role, "acltype": .string(acl.acltype.rawValue), "topic": .string(acl.topic),
+                    "allow": .bool(acl.allow),
+                ])
+        }
+        return removed + added
+    }
+
     /// Creates a provider's role and group, replacing any leftover of the same name.
-    public static func createProvider(_ provider: ProviderID) -> [DynSecCommand] {
+    public static func createProvider(_ provider: ProviderID, grants: [Grant] = []) -> [DynSecCommand] {
         let role = AccessPolicy.roleName(provider)
         let group = AccessPolicy.groupName(provider)
         return [
             DynSecCommand("deleteGroup", ["groupname": .string(group)], tolerateFailure: true),
             DynSecCommand("deleteRole", ["rolename": .string(role)], tolerateFailure: true),
             DynSecCommand(
-                "createRole", ["rolename": .string(role), "acls": acls(AccessPolicy.providerACLs(provider))]),
+                "createRole", ["rolename": .string(role), "acls": acls(AccessPolicy.roleACLs(provider, grants: grants))]),
             DynSecCommand("createGroup", ["groupname": .string(group)]),
             DynSecCommand("addGroupRole", ["groupname": .string(group), "rolename": .string(role)]),
         ]

@@ -76,7 +76,7 @@ public enum ExternalReconciler {
             report.removedStale.append("role \(role)")
         }
         for provider in state.providers {
-            commands += DynSecCommands.createProvider(provider.id)
+            commands += DynSecCommands.createProvider(provider.id, grants: state.grants)
         }
         let known = Set(try await names(dynsec, "listClients", "clients"))
         let running = Dictionary(uniqueKeysWithValues: state.providers.map { ($0.id, $0.running) })

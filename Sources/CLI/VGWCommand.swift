@@ -72,6 +72,24 @@ public enum VGWCommand {
                         positionals: [PositionalSpec("directory", help: "the bundle's files")],
                         options: [.value("--output", "-O", name: "file", help: "archive to write (default <name>-<version>.tar.gz)")]),
                 ]),
+            CommandSpec(
+                "grant", summary: "share part of a provider's namespace with another provider",
+                subcommands: [
+                    CommandSpec(
+                        "create", summary: ManagementOperation.grantCreate.summary,
+                        positionals: [
+                            PositionalSpec("owner", help: "provider whose topics are shared (or core)"),
+                            PositionalSpec("grantee", help: "provider who gets access, or '*' for every provider"),
+                            PositionalSpec("filter", help: "topic filter under vgw/<owner>/, e.g. thermo/state/#"),
+                        ],
+                        options: [.value("--access", name: "mode", help: "read (default), write or readwrite")]),
+                    CommandSpec(
+                        "revoke", summary: ManagementOperation.grantRevoke.summary,
+                        positionals: [PositionalSpec("id", help: "grant id, from vgw grant list")]),
+                    CommandSpec(
+                        "list", summary: ManagementOperation.grantList.summary,
+                        positionals: [PositionalSpec("provider", help: "only grants it gave or received", optional: true)]),
+                ]),
             CommandSpec("status", summary: ManagementOperation.gatewayStatus.summary),
             CommandSpec(
                 "request", summary: "send any management request and print the JSON response",
@@ -194,6 +212,18 @@ public enum VGWCommand {
             var args: [String: JSONValue] = ["provider": .string(p[0]), "name": .string(p[1])]
             if let lines = try parsed.int("--lines") { args["lines"] = .number(Double(lines)) }
             return (.bundleLogs, args)
+        case ["grant", "create"]:
+            return (
+                .grantCreate,
+                [
+                    "owner": .string(p[0]), "grantee": .string(p[1]), "filter": .string(p[2]),
+                    "access": .string(parsed.value("--access") ?? "read"),
+                ]
+            )
+        case ["grant", "revoke"]:
+            guard let id = Int(p[0]) else { throw VGWError(.usage, "grant id must be a number, got '\(p[0])'") }
+            return (.grantRevoke, ["id": .number(Double(id))])
+        case ["grant", "list"]: return (.grantList, p.isEmpty ? [:] : provider())
         case ["status"]: return (.gatewayStatus, [:])
         case ["request"]:
             guard let op = ManagementOperation(rawValue: p[0]) else {
@@ -294,6 +324,19 @@ enum Render {
                 ? "no bundles"
                 : Table(headers: ["name", "version", "state", "desired", "restarts", "pid", "last exit"], rows: rows)
                     .render()
+        case .grantCreate, .grantOffer:
+            return "grant \(result["id"]?.intValue ?? 0): \(result["grantee"]?.stringValue ?? "") may \(result["access"]?.stringValue ?? "") vgw/\(result["owner"]?.stringValue ?? "")/\(result["filter"]?.stringValue ?? "")"
+        case .grantRevoke:
+            return "grant \(result["id"]?.intValue ?? 0) revoked"
+        case .grantList:
+            let rows = (result["grants"]?.arrayValue ?? []).map { g in
+                [
+                    String(g["id"]?.intValue ?? 0), g["owner"]?.stringValue ?? "", g["grantee"]?.stringValue ?? "",
+                    "vgw/\(g["owner"]?.stringValue ?? "")/\(g["filter"]?.stringValue ?? "")", g["access"]?.stringValue ?? "",
+                ]
+            }
+            return rows.isEmpty
+                ? "no grants" : Table(headers: ["id", "owner", "grantee", "topics", "access"], rows: rows).render()
         case .bundleIsAlive:
             return "\(result["name"]?.stringValue ?? ""): \(result["alive"]?.boolValue == true ? "alive" : "not running")"
         case .bundleLogs:

@@ -199,6 +199,34 @@ public actor CoreGateway {
             }
             let logs = try await bundles.logs(provider: provider, name: try args.string("name"), lines: lines)
             return ["stdout": .string(logs.stdout), "stderr": .string(logs.stderr)]
+        case .grantCreate:
+            try args.allowOnly(["owner", "grantee", "filter", "access"])
+            let ownerText = try args.string("owner")
+            let owner = ownerText == ProviderID.core.rawValue ? ProviderID.core : try ProviderID(ownerText)
+            return try await createGrant(owner: owner, args)
+        case .grantOffer:
+            try args.allowOnly(["provider", "grantee", "filter", "access"])
+            let owner = try target()
+            _ = try existing(owner)
+            return try await createGrant(owner: owner, args)
+        case .grantRevoke:
+            try args.allowOnly(["provider", "id"])
+            guard let id = try args.optionalInt("id") else { throw VGWError(.invalidArgument, "missing argument id") }
+            // A provider revokes only what it gave; anything else does not exist for it.
+            let owner = try scoped ?? args.optionalProvider()
+            guard let grant = try store.grant(id: id), owner == nil || grant.owner == owner else {
+                throw VGWError(.notFound, "no grant \(id)")
+            }
+            try await revokeGrants([grant])
+            return try JSONValue(encoding: grant)
+        case .grantList:
+            try args.allowOnly(["provider"])
+            let viewer = try scoped ?? args.optionalProvider()
+            let grants = try store.grants().filter { grant in
+                guard let viewer else { return true }
+                return grant.owner == viewer || grant.applies(to: viewer)
+            }
+            return try JSONValue(encoding: ["grants": grants])
         case .gatewayStatus:
             try args.allowOnly([])
             let address = brokerAddress()
@@ -216,15 +244,19 @@ public actor CoreGateway {
         guard try store.provider(provider.rawValue) == nil else {
             throw VGWError(.alreadyExists, "virtual gateway \(provider) already exists")
         }
-        try await dynsec.execute(DynSecCommands.createProvider(provider))
+        let grants = try store.grants()
+        try await dynsec.execute(DynSecCommands.createProvider(provider, grants: grants))
         let record = try store.createProvider(provider.rawValue, state: .running)
         await publishState(record)
+        await publishGrants(for: [provider], grants: grants)
         return try JSONValue(encoding: summary(record))
     }
 
     private func deleteProvider(_ provider: ProviderID) async throws -> JSONValue {
         _ = try existing(provider)
         await bundles.removeAll(provider: provider)
+        let involved = try store.grants().filter { $0.owner == provider || $0.grantee == .provider(provider) }
+        try await revokeGrants(involved)
         let clients = try store.clients(provider: provider.rawValue).compactMap(identity)
         try await dynsec.execute(DynSecCommands.deleteProvider(provider, clients: clients))
         let removed = try store.deleteProvider(provider.rawValue)
@@ -287,6 +319,72 @@ public actor CoreGateway {
         return ["provider": .string(provider.rawValue), "name": .string(name.rawValue), "removed": true]
     }
 
+    // MARK: Grants
+
+    private func createGrant(owner: ProviderID, _ args: Arguments) async throws -> JSONValue {
+        let grantee = try Grantee(try args.string("grantee"))
+        let filter = try args.string("filter")
+        try GrantFilter.validate(filter)
+        guard let access = GrantAccess(rawValue: try args.optionalString("access") ?? "read") else {
+            throw VGWError(.invalidArgument, "argument access must be read, write or readwrite")
+        }
+        if owner != .core { _ = try existing(owner) }
+        if case .provider(let id) = grantee {
+            guard id != owner else { throw VGWError(.invalidArgument, "a provider cannot grant to itself") }
+            guard try store.provider(id.rawValue) != nil else {
+                throw VGWError(.notFound, "no virtual gateway \(id) to grant to")
+            }
+        }
+        let before = try store.grants()
+        let grant = try store.addGrant(owner: owner, grantee: grantee, filter: filter, access: access)
+        do {
+            try await applyGrantChange(from: before, to: before + [grant])
+        } catch {
+            try? store.deleteGrant(id: grant.id)
+            throw error
+        }
+        return try JSONValue(encoding: grant)
+    }
+
+    /// Removes grants from the store and from the broker, live subscriptions included.
+    private func revokeGrants(_ revoked: [Grant]) async throws {
+        guard !revoked.isEmpty else { return }
+        let before = try store.grants()
+        let ids = Set(revoked.map(\.id))
+        try await applyGrantChange(from: before, to: before.filter { !ids.contains($0.id) })
+        for grant in revoked { try? store.deleteGrant(id: grant.id) }
+    }
+
+    /// Changes the roles of every provider whose ACLs differ between the two grant sets,
+    /// in one batch, and republishes their `status/<p>/grants`.
+    private func applyGrantChange(from old: [Grant], to new: [Grant]) async throws {
+        var commands: [DynSecCommand] = []
+        var affected: [ProviderID] = []
+        for record in try store.providers() {
+            guard let provider = ProviderID(rawValue: record.id) else { continue }
+            let before = AccessPolicy.roleACLs(provider, grants: old)
+            let after = AccessPolicy.roleACLs(provider, grants: new)
+            guard before != after else { continue }
+            commands += DynSecCommands.updateRole(provider, from: before, to: after)
+            affected.append(provider)
+        }
+        try await dynsec.execute(commands)
+        await publishGrants(for: affected, grants: new)
+    }
+
+    /// `status/<p>/grants`: what the provider's services may use beyond their namespace.
+    private func publishGrants(for providers: [ProviderID], grants: [Grant]) async {
+        for provider in providers {
+            let received = grants.filter { $0.applies(to: provider) }
+            do {
+                let payload = try JSONCoding.encoder.encode(["grants": received])
+                try await publish("status/\(provider.rawValue)/grants", Array(payload), true)
+            } catch {
+                logger.warning("cannot publish grants", ["provider": provider.rawValue, "error": "\(error)"])
+            }
+        }
+    }
+
     // MARK: Status
 
     /// Starts the bundles meant to run of every running VGW (daemon start).
@@ -301,6 +399,7 @@ public actor CoreGateway {
     public func publishAllStatus() async {
         do {
             for record in try store.providers() { await publishState(record) }
+            await publishGrants(for: try store.providers().compactMap { ProviderID(rawValue: $0.id) }, grants: try store.grants())
         } catch {
             logger.error("cannot read providers to publish their status", ["error": "\(error)"])
         }

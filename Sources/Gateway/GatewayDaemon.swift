@@ -306,7 +306,8 @@ public final class GatewayDaemon: Sendable {
                 identity: ClientIdentity(provider: provider, name: name),
                 password: PasswordHash(hash: hash.hash, salt: hash.salt, iterations: hash.iterations))
         }
-        return AccessState(providers: providers, clients: clients, daemon: daemon, operators: [`operator`])
+        return AccessState(
+            providers: providers, clients: clients, grants: try store.grants(), daemon: daemon, operators: [`operator`])
     }
 
     private static func announce(client: MQTTClient, gateway: CoreGateway, logger: Logger) async {

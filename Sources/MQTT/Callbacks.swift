@@ -173,6 +173,10 @@ final class CallbackBox: Sendable {
         MOSQ_ERR_UNKNOWN, MOSQ_ERR_EAI, MOSQ_ERR_PROXY,
     ].reduce(into: []) { $0.insert(Int32($1.rawValue)) }
 
+    /// A reason code from the broker's DISCONNECT (MQTT 5), other than "session taken over"
+    /// (0x8E): reconnecting then would only take the session back and start a duel.
+    static func isServerDisconnect(_ rc: Int32) -> Bool { rc >= 0x80 && rc != 0x8E }
+
     init(
         messages: AsyncStream<MQTTMessage>.Continuation, events: AsyncStream<MQTTEvent>.Continuation,
         protocolVersion: MQTTProtocolVersion, reconnect: Bool
@@ -341,9 +345,11 @@ final class CallbackBox: Sendable {
         if rc != 0, !reconnect || closed, let mosq {
             // Without automatic reconnect, marking the state disconnected ends the loop.
             _ = mosquitto_disconnect(mosq)
-        } else if reconnect, CallbackBox.fatalCodes.contains(rc) {
-            // libmosquitto's loop ends for good after this error; the client restarts it so that
-            // services survive (the restart runs in a task, not on this thread).
+        } else if reconnect, CallbackBox.fatalCodes.contains(rc) || CallbackBox.isServerDisconnect(rc) {
+            // libmosquitto's loop ends for good after this error, and after any MQTT 5
+            // DISCONNECT from the broker (it marks the client disconnected, as if asked to):
+            // the client restarts it so that services survive dynsec's kicks (0x98) and broker
+            // restarts (0x8B). The restart runs in a task, not on this thread.
             recovery.withLock { $0 }?()
         }
         events.yield(.disconnected(reasonCode: rc))

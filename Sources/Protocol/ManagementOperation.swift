@@ -19,6 +19,10 @@ public enum ManagementOperation: String, Sendable, CaseIterable, Codable {
     case bundleList = "bundle.list"
     case bundleIsAlive = "bundle.isAlive"
     case bundleLogs = "bundle.logs"
+    case grantCreate = "grant.create"
+    case grantOffer = "grant.offer"
+    case grantRevoke = "grant.revoke"
+    case grantList = "grant.list"
 
     /// Where an op is served: on `mgmt/core/req` only, or also on `mgmt/<p>/req` where the
     /// provider is implied by the topic (the provider's view is a strict subset).
@@ -27,7 +31,7 @@ public enum ManagementOperation: String, Sendable, CaseIterable, Codable {
     public var scope: Scope {
         switch self {
         case .vgwIsAlive, .vgwShow, .clientList, .bundleInstall, .bundleUninstall, .bundleStart, .bundleStop,
-            .bundleList, .bundleIsAlive, .bundleLogs:
+            .bundleList, .bundleIsAlive, .bundleLogs, .grantOffer, .grantRevoke, .grantList:
             .coreAndProvider
         default: .coreOnly
         }
@@ -53,6 +57,10 @@ public enum ManagementOperation: String, Sendable, CaseIterable, Codable {
         case .bundleList: "list a provider's bundles and their state"
         case .bundleIsAlive: "whether a bundle's service is running"
         case .bundleLogs: "the tail of a bundle's standard output and error"
+        case .grantCreate: "let a provider (or every provider, *) read or write part of another's namespace"
+        case .grantOffer: "share part of one's own namespace with another provider"
+        case .grantRevoke: "take a grant back, effective at once on live subscriptions"
+        case .grantList: "list grants (a provider sees those it gave or received)"
         }
     }
 }

@@ -104,6 +104,20 @@ public final class Store: Sendable {
             PRIMARY KEY (provider, name)
         );
         """,
+        // v3: grants between providers (owner may be `core`, grantee may be `*`, so the
+        // references are kept by the code, not by foreign keys).
+        """
+        CREATE TABLE grants (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            owner TEXT NOT NULL,
+            grantee TEXT NOT NULL,
+            filter TEXT NOT NULL,
+            access TEXT NOT NULL CHECK (access IN ('read', 'write', 'readwrite')),
+            created_at REAL NOT NULL,
+            UNIQUE (owner, grantee, filter, access)
+        );
+        CREATE INDEX grants_grantee ON grants (grantee);
+        """,
     ]
 
     public let database: Database
