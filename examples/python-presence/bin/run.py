@@ -37,6 +37,7 @@ interval = float(os.environ.get("INTERVAL", "5"))
 online = f"{prefix}_service/{bundle}/online"
 stopping = threading.Event()
 refused = threading.Event()
+connected = threading.Event()
 
 client = mqtt.Client(client_id=env("VGW_MQTT_CLIENT_ID"), protocol=mqtt.MQTTv5)
 client.username_pw_set(env("VGW_MQTT_USERNAME"), env("VGW_MQTT_PASSWORD"))
@@ -52,6 +53,7 @@ def on_connect(client, userdata, flags, reason, properties):
         stopping.set()
         return
     print("connected", flush=True)
+    connected.set()
     # After every (re)connect: the broker published the will when the connection dropped.
     client.publish(online, "true", qos=1, retain=True)
 
@@ -73,6 +75,8 @@ session.SessionExpiryInterval = 3600
 client.connect_async(host, port, keepalive=30, clean_start=False, properties=session)
 client.loop_start()
 
+# The first reading waits (bounded) for the first connection instead of a whole interval.
+connected.wait(interval)
 bpm = 70
 while not stopping.is_set():
     bpm = max(50, min(120, bpm + random.randint(-3, 3)))
@@ -87,4 +91,5 @@ if client.is_connected():
     client.publish(online, "false", qos=1, retain=True).wait_for_publish(timeout=2)
 client.disconnect()
 client.loop_stop()
+print("stopped", flush=True)
 sys.exit(1 if refused.is_set() else 0)
