@@ -14,14 +14,24 @@ outdir="$(cd "$outdir" && pwd)"
 cd "$root"
 
 swift build -c release --product vgw
-swift build -c release --product example-sensor -Xswiftc -static-stdlib
 bin="$(swift build -c release --show-bin-path)"
+# Its own scratch directory: SwiftPM does not always relink a product when only
+# -static-stdlib changes, and the flag must not leak into the daemon's build.
+static=(--scratch-path .build/static-examples -c release)
+swift build "${static[@]}" --product example-sensor -Xswiftc -static-stdlib
+sensor="$(swift build "${static[@]}" --show-bin-path)/example-sensor"
+if ldd "$sensor" | grep -q 'libswiftCore'; then
+  echo "error: $sensor links the Swift runtime dynamically; the bundle would not be self-contained" >&2
+  exit 1
+fi
 
 stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/bin"
 cp examples/swift-sensor/manifest.json "$stage/manifest.json"
-install -m 0755 "$bin/example-sensor" "$stage/bin/example-sensor"
+install -m 0755 "$sensor" "$stage/bin/example-sensor"
+# Symbols are a third of the binary; without them the archive is about 5 MB (the limit is 16 MiB).
+if command -v strip >/dev/null; then strip "$stage/bin/example-sensor"; fi
 
 # Archives are named <name>-<version>.tar.gz after their manifest (one key per line there).
 pack() {

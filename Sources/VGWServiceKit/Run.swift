@@ -1,6 +1,12 @@
 import Dispatch
-import Foundation
 import Support
+
+#if canImport(FoundationEssentials)
+    // Not all of Foundation: it would link ICU into a static service (see Support's Logger).
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 #if canImport(Glibc)
     import Glibc

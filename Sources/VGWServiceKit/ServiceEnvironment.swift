@@ -1,5 +1,11 @@
-import Foundation
 import Support
+
+#if canImport(FoundationEssentials)
+    // Not all of Foundation: it would link ICU into a static service (see Support's Logger).
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// What `vgwd` tells a service about itself, read from the `VGW_*` environment variables.
 ///

@@ -1,7 +1,13 @@
-import Foundation
 import MQTT
 import Support
 import Synchronization
+
+#if canImport(FoundationEssentials)
+    // Not all of Foundation: it would link ICU into a static service (see Support's Logger).
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// A message received by a service, its topic relative to the provider's namespace.
 public struct ServiceMessage: Sendable, Equatable {

@@ -1,12 +1,23 @@
+import VGWServiceKit
+
 // A simulated presence sensor on VGWServiceKit: publishes presence every INTERVAL seconds
 // and answers pings. vgwd starts it with its broker identity in VGW_* variables.
-import Foundation
-import VGWServiceKit
+#if canImport(FoundationEssentials)
+    // Not all of Foundation: it would link ICU into a static service (see Support's Logger).
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Writes a line to standard output unbuffered: it goes to a log file, where `print`'s
 /// buffering would hide readings from `vgw bundle logs` for a long time.
 func log(_ line: String) {
-    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    let bytes = Array((line + "\n").utf8)
+    _ = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
 }
 
 /// Seconds between readings: the manifest's `env.INTERVAL`, 5 when absent or malformed.
@@ -28,11 +39,10 @@ await VGWService.run { service in
         }
         // The simulated sensor: someone walks in and out of the living room.
         group.addTask {
-            let formatter = ISO8601DateFormatter()
             var present = false
             while !Task.isCancelled {
                 if Double.random(in: 0..<1) < 0.3 { present.toggle() }
-                let reading = #"{"present":\#(present),"at":"\#(formatter.string(from: Date()))"}"#
+                let reading = #"{"present":\#(present),"at":"\#(Date().formatted(.iso8601))"}"#
                 try await service.publish("presence/living-room", reading, retain: true)
                 log("published \(reading)")
                 try await Task.sleep(for: .milliseconds(Int(interval * 1000)))
