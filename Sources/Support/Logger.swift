@@ -1,5 +1,19 @@
-import Foundation
 import Synchronization
+
+// FoundationEssentials, not Foundation, where it exists: every module logs, and on Linux a
+// single use of full Foundation (FileHandle, String(format:)) links all of it and ICU into a
+// statically linked service (about 55 MB instead of a few), over the 16 MiB bundle limit.
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// A small structured logger: one line per event, `logfmt` style, to standard error.
 ///
@@ -35,7 +49,23 @@ public struct Logger: Sendable {
     public static let threshold = Mutex<Level>(.info)
 
     public static let standardError: Sink = { line in
-        FileHandle.standardError.write(Data((line + "\n").utf8))
+        let bytes = Array((line + "\n").utf8)
+        // One write(2) per line (retried when interrupted or short) keeps lines of concurrent
+        // loggers whole.
+        bytes.withUnsafeBytes { buffer in
+            guard let base = buffer.baseAddress else { return }
+            var offset = 0
+            while offset < buffer.count {
+                let written = write(2, base + offset, buffer.count - offset)
+                if written > 0 {
+                    offset += written
+                } else if written < 0 && errno == EINTR {
+                    continue
+                } else {
+                    return
+                }
+            }
+        }
     }
 
     public let component: String
@@ -95,7 +125,8 @@ public struct Logger: Sendable {
             case "\t": out += "\\t"
             default:
                 if isControl(scalar) {
-                    out += String(format: "\\u%04x", scalar.value)
+                    let hex = String(scalar.value, radix: 16)
+                    out += "\\u" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
                 } else {
                     out.unicodeScalars.append(scalar)
                 }
