@@ -303,7 +303,7 @@ enum Render {
                 "\(result["provider"]?.stringValue ?? ""): \(result["alive"]?.boolValue == true ? "alive" : "stopped")"
         case .clientRemove:
             return "client \(result["provider"]?.stringValue ?? "").\(result["name"]?.stringValue ?? "") removed"
-        case .vgwShow, .gatewayStatus:
+        case .vgwShow, .gatewayStatus, .perfGet, .acctNotify, .acctUsage:
             return keyValues(result)
         case .bundleInstall:
             let verb = result["replaced"]?.boolValue == true ? "replaced" : "installed"

@@ -219,6 +219,10 @@ public actor CoreGateway {
             }
             try await revokeGrants([grant])
             return try JSONValue(encoding: grant)
+        case .perfGet, .acctNotify, .acctUsage:
+            let provider = try target()
+            _ = try existing(provider)
+            return try await accounting(op, provider: provider, args: args)
         case .grantList:
             try args.allowOnly(["provider"])
             let viewer = try scoped ?? args.optionalProvider()

@@ -23,6 +23,9 @@ public enum ManagementOperation: String, Sendable, CaseIterable, Codable {
     case grantOffer = "grant.offer"
     case grantRevoke = "grant.revoke"
     case grantList = "grant.list"
+    case perfGet = "perf.get"
+    case acctNotify = "acct.notify"
+    case acctUsage = "acct.usage"
 
     /// Where an op is served: on `mgmt/core/req` only, or also on `mgmt/<p>/req` where the
     /// provider is implied by the topic (the provider's view is a strict subset).
@@ -31,7 +34,8 @@ public enum ManagementOperation: String, Sendable, CaseIterable, Codable {
     public var scope: Scope {
         switch self {
         case .vgwIsAlive, .vgwShow, .clientList, .bundleInstall, .bundleUninstall, .bundleStart, .bundleStop,
-            .bundleList, .bundleIsAlive, .bundleLogs, .grantOffer, .grantRevoke, .grantList:
+            .bundleList, .bundleIsAlive, .bundleLogs, .grantOffer, .grantRevoke, .grantList, .perfGet, .acctNotify,
+            .acctUsage:
             .coreAndProvider
         default: .coreOnly
         }
@@ -61,6 +65,9 @@ public enum ManagementOperation: String, Sendable, CaseIterable, Codable {
         case .grantOffer: "share part of one's own namespace with another provider"
         case .grantRevoke: "take a grant back, effective at once on live subscriptions"
         case .grantList: "list grants (a provider sees those it gave or received)"
+        case .perfGet: "CPU, memory, messages and bytes of a VGW and of each of its bundles"
+        case .acctNotify: "record an accounting event of a provider"
+        case .acctUsage: "a provider's accounting events and service usage time"
         }
     }
 }
