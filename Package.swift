@@ -11,6 +11,8 @@ let package = Package(
         .executable(name: "vgw", targets: ["vgw"]),
         .executable(name: "vgw-bench", targets: ["vgw-bench"]),
         .library(name: "VGWServiceKit", targets: ["VGWServiceKit"]),
+        // Loaded by Mosquitto, not linked into Swift: per-provider metering and quotas.
+        .library(name: "vgw_meter", type: .dynamic, targets: ["VGWMeterPlugin"]),
     ],
     targets: [
         // C libraries from Debian, one system library target each.
@@ -20,6 +22,7 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // What Glibc does not give Swift: posix_spawn with process groups, prctl, prlimit.
         .target(name: "CSpawn", cSettings: [.define("_GNU_SOURCE")]),
+        .target(name: "VGWMeterPlugin", cSettings: [.define("_GNU_SOURCE")]),
 
         .target(name: "Support", swiftSettings: strict),
         // The only importer of libsodium: password hashes, random secrets, signatures.

@@ -1,0 +1,2 @@
+#include "vgw_meter.h"
+int vgw_meter_version(void) { return 0; }
