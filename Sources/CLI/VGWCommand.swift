@@ -90,6 +90,16 @@ public enum VGWCommand {
                         "list", summary: ManagementOperation.grantList.summary,
                         positionals: [PositionalSpec("provider", help: "only grants it gave or received", optional: true)]),
                 ]),
+            CommandSpec(
+                "apply", summary: "make the gateway match a policy file (providers, clients, grants)",
+                options: [
+                    .value("--file", "-f", name: "policy.json", help: "the policy (see config/policy.example.json)"),
+                    .flag("--dry-run", help: "print the changes, make none"),
+                    .flag("--prune", help: "also remove providers, clients and grants the file does not have"),
+                ]),
+            CommandSpec(
+                "export", summary: "write the current state as a policy file",
+                options: [.value("--output", "-O", name: "file", help: "write there instead of standard output")]),
             CommandSpec("status", summary: ManagementOperation.gatewayStatus.summary),
             CommandSpec(
                 "request", summary: "send any management request and print the JSON response",
@@ -129,29 +139,94 @@ public enum VGWCommand {
             return pack(parsed, out: out, err: err)
         }
         do {
-            let json = parsed.flag("--json")
-            let timeout = try parsed.int("--timeout").map { Duration.seconds($0) } ?? .seconds(10)
-            let directory = DataDirectory(parsed.value("--data-dir") ?? GatewayConfiguration.defaultDataDirectory())
-            let credentials = try OperatorCredentials.load(from: directory.operatorCredentials)
-            let target = try parsed.value("--target").map { try ProviderID($0) } ?? .core
-            let client = try await ManagementClient.connect(
-                host: credentials.host, port: credentials.port, username: credentials.username,
-                password: credentials.password, target: target, timeout: timeout)
-            defer { Task { await client.close() } }
-            let (op, args) = try request(for: parsed)
-            let response = try await client.send(op.rawValue, args)
-            if parsed.path == ["request"] {
-                out(String(decoding: try response.encoded(), as: UTF8.self))
-                return response.ok ? 0 : 1
+            return try await withClient(parsed) { client in
+                switch parsed.path {
+                case ["apply"]: return try await apply(parsed, client, out: out)
+                case ["export"]: return try await export(parsed, client, out: out)
+                default: break
+                }
+                let (op, args) = try request(for: parsed)
+                let response = try await client.send(op.rawValue, args)
+                if parsed.path == ["request"] {
+                    out(String(decoding: try response.encoded(), as: UTF8.self))
+                    return response.ok ? 0 : 1
+                }
+                let result = try response.get()
+                out(parsed.flag("--json") ? pretty(result) : Render.human(op, result))
+                return 0
             }
-            let result = try response.get()
-            out(json ? pretty(result) : Render.human(op, result))
-            await client.close()
-            return 0
         } catch {
             err("error: \(message(of: error))")
             return 1
         }
+    }
+
+    /// Connects as the operator (credentials from the data directory), runs `body`, and
+    /// always closes the connection.
+    static func withClient(_ parsed: ParsedArguments, _ body: (ManagementClient) async throws -> Int32) async throws
+        -> Int32
+    {
+        let timeout = try parsed.int("--timeout").map { Duration.seconds($0) } ?? .seconds(10)
+        let directory = DataDirectory(parsed.value("--data-dir") ?? GatewayConfiguration.defaultDataDirectory())
+        let credentials = try OperatorCredentials.load(from: directory.operatorCredentials)
+        let target = try parsed.value("--target").map { try ProviderID($0) } ?? .core
+        let client = try await ManagementClient.connect(
+            host: credentials.host, port: credentials.port, username: credentials.username,
+            password: credentials.password, target: target, timeout: timeout)
+        do {
+            let status = try await body(client)
+            await client.close()
+            return status
+        } catch {
+            await client.close()
+            throw error
+        }
+    }
+
+    /// `vgw apply -f policy.json [--dry-run] [--prune]`.
+    static func apply(_ parsed: ParsedArguments, _ client: ManagementClient, out: (String) -> Void) async throws
+        -> Int32
+    {
+        guard let file = parsed.value("--file") else { throw VGWError(.usage, "apply needs -f <policy.json>") }
+        guard let data = FileManager.default.contents(atPath: file) else { throw VGWError(.io, "cannot read \(file)") }
+        let wanted = try PolicyDocument.decode(data)
+        let (current, ids) = try await client.exportPolicy()
+        let prune = parsed.flag("--prune")
+        let steps = PolicyPlanner.plan(current: current, grantIDs: ids, wanted: wanted, prune: prune)
+        let extras = prune ? [] : PolicyPlanner.extras(current: current, wanted: wanted)
+        if steps.isEmpty { out("the gateway already matches \(file)") }
+        for step in steps {
+            if parsed.flag("--dry-run") {
+                out(step.description)
+                continue
+            }
+            let result = try await client.call(step.op.rawValue, step.args)
+            if step.op == .clientAdd, let password = result["password"]?.stringValue {
+                out("\(step.description)  password: \(password)  (shown once)")
+            } else {
+                out(step.description)
+            }
+        }
+        for extra in extras { out("= \(extra) (not in the file; kept, use --prune to remove)") }
+        if parsed.flag("--dry-run"), !steps.isEmpty { out("dry run: \(steps.count) changes not applied") }
+        return 0
+    }
+
+    /// `vgw export [-O file]`: the current state in the policy format.
+    static func export(_ parsed: ParsedArguments, _ client: ManagementClient, out: (String) -> Void) async throws
+        -> Int32
+    {
+        let document = try await client.exportPolicy().document
+        let data = try document.encoded()
+        if let path = parsed.value("--output") {
+            guard FileManager.default.createFile(atPath: path, contents: data) else {
+                throw VGWError(.io, "cannot write \(path)")
+            }
+            out("wrote \(path)")
+        } else {
+            out(String(decoding: data, as: UTF8.self))
+        }
+        return 0
     }
 
     /// `vgw bundle pack DIR`: a deterministic archive, checked the way the daemon checks it.

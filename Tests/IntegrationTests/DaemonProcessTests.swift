@@ -148,4 +148,5 @@ final class OutputCapture: Sendable {
     private let lines = Mutex<[String]>([])
     func add(_ line: String) { lines.withLock { $0.append(line) } }
     var last: String? { lines.withLock { $0.last } }
+    var all: [String] { lines.withLock { $0 } }
 }
