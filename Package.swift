@@ -48,7 +48,7 @@ let package = Package(
             ],
             swiftSettings: strict),
         .target(
-            name: "CLI", dependencies: ["BundleFormat", "Crypto", "Gateway", "MQTT", "Protocol", "Support"],
+            name: "CLI", dependencies: ["Broker", "BundleFormat", "Crypto", "Gateway", "MQTT", "Protocol", "Support"],
             swiftSettings: strict),
         .executableTarget(name: "vgwd", dependencies: ["CLI"], swiftSettings: strict),
         .executableTarget(name: "vgw", dependencies: ["CLI"], swiftSettings: strict),

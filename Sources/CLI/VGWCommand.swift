@@ -110,6 +110,8 @@ public enum VGWCommand {
                         help: "an argument (repeatable; value parsed as JSON when it is)", repeatable: true),
                     .value("--target", name: "provider", help: "send to mgmt/<provider>/req instead of mgmt/core/req"),
                 ]),
+            CommandSpec(
+                "demo", summary: "a narrated tour: two providers, isolation, a grant, its revocation (needs no daemon)"),
             CommandSpec("version", summary: "print the version"),
         ])
 
@@ -134,6 +136,15 @@ public enum VGWCommand {
         if parsed.path == ["version"] {
             out("vgw \(Version.current)")
             return 0
+        }
+        if parsed.path == ["demo"] {
+            do {
+                try await Demo.run(out: out)
+                return 0
+            } catch {
+                err("error: \(message(of: error))")
+                return 1
+            }
         }
         if parsed.path == ["bundle", "pack"] {
             return pack(parsed, out: out, err: err)

@@ -145,7 +145,7 @@ public final class GatewayDaemon: Sendable {
                         logger.info("connected to the broker", ["sessionPresent": sessionPresent])
                         await Self.announce(client: client, gateway: gateway, logger: logger)
                     case .disconnected(let code):
-                        logger.warning("disconnected from the broker", ["reason": code])
+                        logger.log(code == 0 ? .debug : .warning, "disconnected from the broker", ["reason": code])
                     case .connectionRefused(let reason):
                         logger.error("the broker refused the daemon's connection", ["reason": "\(reason)"])
                     }

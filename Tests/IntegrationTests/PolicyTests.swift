@@ -12,6 +12,18 @@ struct PolicyTests {
             .deletingLastPathComponent().appendingPathComponent("config/policy.example.json").path
     }
 
+    /// The newcomer's tour runs end to end and tells the truth at each step.
+    @Test func demoShowsIsolationCooperationAndRevocation() async throws {
+        let lines = OutputCapture()
+        #expect(await VGWCommand.run(["demo"], out: { lines.add($0) }, err: { lines.add("ERR " + $0) }) == 0)
+        let text = lines.all.joined(separator: "\n")
+        #expect(text.contains("REFUSED by the broker"))
+        #expect(text.contains("messages health received from homeauto in 2 s: 0."))
+        #expect(text.contains("health now receives homeauto's presence: someone is home"))
+        #expect(text.contains("Messages health received in the 2 s after the revoke: 0."))
+        #expect(!text.contains("ERR"))
+    }
+
     @Test func applyIsIdempotentDryRunChangesNothingAndExportRoundTrips() async throws {
         try await GatewayFixture.with { gw in
             let lines = OutputCapture()
