@@ -118,6 +118,14 @@ public final class Store: Sendable {
         );
         CREATE INDEX grants_grantee ON grants (grantee);
         """,
+        // v4: nonces of signed remote requests, kept until their request expires.
+        """
+        CREATE TABLE nonces (
+            nonce TEXT PRIMARY KEY,
+            expires_at INTEGER NOT NULL
+        );
+        CREATE INDEX nonces_expiry ON nonces (expires_at);
+        """,
     ]
 
     public let database: Database
