@@ -138,6 +138,8 @@ enum Bench {
             try await ScaleBench.probe(context, level: &level, stallPair: stallPair, changes: options.aclChanges)
             plots.levels.append(level)
         }
+        // vgw.list answers with every VGW: its cost at the largest count.
+        try await ManagementBench.run(context, requests: max(20, options.managementRequests / 10), ops: ["vgw.list"])
 
         print("== data plane: gateway (\(context.providers) VGWs) against raw mosquitto")
         let gatewayPair = try await context.clientPair("p0000", leaf: "bench")

@@ -73,8 +73,10 @@ final class GatewayContext {
 
 /// Management round trips: the operator's requests answered by vgwd.
 enum ManagementBench {
-    static func run(_ context: GatewayContext, requests: Int) async throws {
-        for (op, args) in [("vgw.list", [String: JSONValue]()), ("vgw.isAlive", ["provider": .string("p0000")])] {
+    static func run(_ context: GatewayContext, requests: Int, ops: [String] = ["vgw.list", "vgw.isAlive"]) async throws
+    {
+        let all: [(String, [String: JSONValue])] = [("vgw.list", [:]), ("vgw.isAlive", ["provider": .string("p0000")])]
+        for (op, args) in all where ops.contains(op) {
             for _ in 0..<min(100, requests) { _ = try await context.admin.call(op, args) }
             var samples = Samples()
             for _ in 0..<requests {
@@ -83,7 +85,7 @@ enum ManagementBench {
                 samples.add(Clock.now() - start)
             }
             context.report.add("management", "\(op) round trip p50 (\(context.providers) VGWs)", samples.p50, "ms")
-            context.report.add("management", "\(op) round trip p99", samples.p99, "ms")
+            context.report.add("management", "\(op) round trip p99 (\(context.providers) VGWs)", samples.p99, "ms")
         }
     }
 }
@@ -125,6 +127,9 @@ enum ScaleBench {
             "KB")
         report.add(
             section, "per VGW total (vs 0 VGWs)", Double(memory.totalKiB - baseline.totalKiB) / Double(target), "KB")
+        let dynsecFile = context.daemon.directory.path + "/data/broker/dynamic-security.json"
+        let size = (try? FileManager.default.attributesOfItem(atPath: dynsecFile)[.size] as? Int) ?? 0
+        report.add(section, "dynamic-security.json size", Double(size) / 1024, "KB")
         return Level(providers: target, memory: memory)
     }
 
@@ -132,6 +137,7 @@ enum ScaleBench {
     static func probe(_ context: GatewayContext, level: inout Level, stallPair: ClientPair, changes: Int) async throws {
         let probe = try await StallProbe(stallPair)
         var creates = Samples()
+        var brokerWrites = 0
         var stall = 0.0
         var baseline = 0.0
         do {
@@ -141,7 +147,10 @@ enum ScaleBench {
                 try await Task.sleep(for: .milliseconds(300))
                 let before = Clock.now()
                 baseline = max(baseline, probe.maxGapMs(from: quiet, to: before))
+                let broker = context.daemon.brokerPid ?? 0
+                let written = ProcStats.writtenBytes(broker) ?? 0
                 let took = try await context.createProvider("q\(level.providers)-\(change)")
+                brokerWrites += (ProcStats.writtenBytes(broker) ?? 0) - written
                 creates.add(took)
                 try await Task.sleep(for: .milliseconds(100))
                 stall = max(stall, probe.maxGapMs(from: before, to: Clock.now()))
@@ -158,6 +167,8 @@ enum ScaleBench {
         let section = "acl-\(level.providers)"
         context.report.add(section, "one vgw.create p50 (of \(changes))", creates.p50, "ms")
         context.report.add(section, "one vgw.create max", creates.maxMs, "ms")
+        context.report.add(
+            section, "mosquitto bytes written per vgw.create", Double(brokerWrites) / Double(changes) / 1024, "KB")
         context.report.add(section, "data-plane max gap during a change", stall, "ms")
         context.report.add(section, "data-plane max gap without changes", baseline, "ms")
     }
@@ -179,6 +190,8 @@ enum IdleBench {
         let memory = try context.memory()
         let report = context.report
         report.add("idle", "vgwd RSS (\(context.providers) VGWs)", Double(memory.vgwdKiB) / 1024, "MB")
+        report.add("idle", "vgwd RssAnon (heap, stacks)", Double(ProcStats.anonymousKiB(vgwd) ?? 0) / 1024, "MB")
+        report.add("idle", "vgwd RssFile (mapped libraries)", Double(ProcStats.fileKiB(vgwd) ?? 0) / 1024, "MB")
         report.add("idle", "vgwd CPU over \(seconds) s", vgwdUsed / elapsed * 100, "%")
         report.add("idle", "mosquitto RSS", Double(memory.brokerKiB) / 1024, "MB")
         report.add("idle", "mosquitto CPU over \(seconds) s", brokerUsed / elapsed * 100, "%")

@@ -3,9 +3,20 @@ import Foundation
 /// What the kernel says about a process: /proc/<pid>/status and /proc/<pid>/stat.
 enum ProcStats {
     /// VmRSS in KiB, nil when the process is gone.
-    static func rssKiB(_ pid: pid_t) -> Int? {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
-        for line in text.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+    static func rssKiB(_ pid: pid_t) -> Int? { field(pid, file: "status", "VmRSS:") }
+
+    /// RssAnon (private heap and stacks) in KiB.
+    static func anonymousKiB(_ pid: pid_t) -> Int? { field(pid, file: "status", "RssAnon:") }
+
+    /// RssFile (mapped files: the Swift runtime and Foundation, shared with other processes) in KiB.
+    static func fileKiB(_ pid: pid_t) -> Int? { field(pid, file: "status", "RssFile:") }
+
+    /// Bytes passed to write(2) and friends so far (/proc/<pid>/io wchar).
+    static func writtenBytes(_ pid: pid_t) -> Int? { field(pid, file: "io", "wchar:") }
+
+    private static func field(_ pid: pid_t, file: String, _ name: String) -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/\(file)", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix(name) {
             return Int(line.split(separator: " ", omittingEmptySubsequences: true)[1])
         }
         return nil
