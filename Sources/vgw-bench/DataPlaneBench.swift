@@ -55,6 +55,18 @@ enum DataPlaneBench {
         var delivered: Int
         var sent: Int
         var latency: Samples
+        var slowest: Double
+        var fastest: Double
+
+        /// The median round's rate, the worst delivery, every latency sample.
+        static func combine(_ rounds: [Result]) -> Result {
+            let rates = rounds.map(\.rate).sorted()
+            var latency = Samples()
+            for round in rounds { latency.values += round.latency.values }
+            return Result(
+                rate: rates[rates.count / 2], delivered: rounds.map(\.delivered).min() ?? 0, sent: rounds[0].sent,
+                latency: latency, slowest: rates.first ?? .nan, fastest: rates.last ?? .nan)
+        }
     }
 
     /// QoS 1 publishes in flight at once (libmosquitto queues beyond its own window).
@@ -63,7 +75,8 @@ enum DataPlaneBench {
     static func run(_ pair: ClientPair, qos: QoS, messages: Int, latencySamples: Int) async throws -> Result {
         let (rate, delivered) = try await throughput(pair, qos: qos, messages: messages)
         let latency = try await latency(pair, qos: qos, samples: latencySamples)
-        return Result(rate: rate, delivered: delivered, sent: messages, latency: latency)
+        return Result(
+            rate: rate, delivered: delivered, sent: messages, latency: latency, slowest: rate, fastest: rate)
     }
 
     /// Publishes `messages` as fast as the client allows; the rate is what the subscriber

@@ -13,6 +13,7 @@ struct BenchOptions {
     var aclChanges: Int
     var idleSeconds: Int
     var services: Int
+    var rounds: Int
 
     static let spec = CommandSpec(
         "vgw-bench",
@@ -40,7 +41,7 @@ struct BenchOptions {
             quick: quick, vgwd: parsed.value("--vgwd") ?? sibling,
             messages: quick ? 2000 : 50_000, latencySamples: quick ? 300 : 5000,
             managementRequests: quick ? 200 : 2000, levels: quick ? [10, 50] : [10, 100, 1000],
-            aclChanges: quick ? 2 : 5, idleSeconds: quick ? 3 : 10, services: 10)
+            aclChanges: quick ? 2 : 5, idleSeconds: quick ? 3 : 10, services: 10, rounds: quick ? 1 : 3)
         if let out = parsed.value("--out") { options.out = out }
         if let messages = try parsed.int("--messages") {
             guard messages > 0 else { throw VGWError(.usage, "--messages must be positive") }
