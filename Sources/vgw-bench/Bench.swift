@@ -147,6 +147,7 @@ enum Bench {
             publisher: MQTTConfiguration(port: Int(raw.port), clientID: "bench-pub", reconnect: false),
             subscriber: MQTTConfiguration(port: Int(raw.port), clientID: "bench-sub", reconnect: false),
             topic: gatewayPair.topic)
+        guard let gatewayBroker = context.daemon.brokerPid else { throw VGWError(.unavailable, "no broker") }
         for qos in [QoS.atMostOnce, .atLeastOnce] {
             let label = "QoS \(qos.rawValue)"
             // Rounds alternate raw and gateway so that load from elsewhere on the machine
@@ -156,10 +157,12 @@ enum Bench {
             for _ in 0..<options.rounds {
                 rawRounds.append(
                     try await DataPlaneBench.run(
-                        rawPair, qos: qos, messages: options.messages, latencySamples: options.latencySamples))
+                        rawPair, broker: raw.process.pid, qos: qos, messages: options.messages,
+                        latencySamples: options.latencySamples))
                 gatewayRounds.append(
                     try await DataPlaneBench.run(
-                        gatewayPair, qos: qos, messages: options.messages, latencySamples: options.latencySamples))
+                        gatewayPair, broker: gatewayBroker, qos: qos, messages: options.messages,
+                        latencySamples: options.latencySamples))
             }
             let rawResult = DataPlaneBench.Result.combine(rawRounds)
             let gatewayResult = DataPlaneBench.Result.combine(gatewayRounds)
@@ -170,10 +173,15 @@ enum Bench {
                 report.add(section, "\(label) throughput fastest round", result.fastest, "msg/s")
                 report.add(
                     section, "\(label) delivered of \(result.sent) (worst round)", Double(result.delivered), "msgs")
+                report.add(section, "\(label) broker CPU per message", result.brokerCPU, "us")
                 report.add(section, "\(label) latency p50", result.latency.p50, "ms")
                 report.add(section, "\(label) latency p99", result.latency.p99, "ms")
             }
             report.add("data-ratio", "\(label) throughput gateway/raw", gatewayResult.rate / rawResult.rate, "x")
+            report.add(
+                "data-ratio", "\(label) broker CPU per message gateway/raw",
+                gatewayResult.brokerCPU / rawResult.brokerCPU,
+                "x")
             report.add(
                 "data-ratio", "\(label) latency p50 gateway/raw", gatewayResult.latency.p50 / rawResult.latency.p50,
                 "x")

@@ -57,26 +57,36 @@ enum DataPlaneBench {
         var latency: Samples
         var slowest: Double
         var fastest: Double
+        /// The broker's CPU time (utime + stime) per delivered message in the throughput run, µs.
+        var brokerCPU: Double
 
         /// The median round's rate, the worst delivery, every latency sample.
         static func combine(_ rounds: [Result]) -> Result {
             let rates = rounds.map(\.rate).sorted()
             var latency = Samples()
             for round in rounds { latency.values += round.latency.values }
+            let cpu = rounds.map(\.brokerCPU).sorted()
             return Result(
                 rate: rates[rates.count / 2], delivered: rounds.map(\.delivered).min() ?? 0, sent: rounds[0].sent,
-                latency: latency, slowest: rates.first ?? .nan, fastest: rates.last ?? .nan)
+                latency: latency, slowest: rates.first ?? .nan, fastest: rates.last ?? .nan,
+                brokerCPU: cpu[cpu.count / 2])
         }
     }
 
     /// QoS 1 publishes in flight at once (libmosquitto queues beyond its own window).
     static let window = 100
 
-    static func run(_ pair: ClientPair, qos: QoS, messages: Int, latencySamples: Int) async throws -> Result {
+    static func run(_ pair: ClientPair, broker: pid_t, qos: QoS, messages: Int, latencySamples: Int) async throws
+        -> Result
+    {
+        let ticks = ProcStats.cpuTicks(broker) ?? 0
         let (rate, delivered) = try await throughput(pair, qos: qos, messages: messages)
+        let used = Double((ProcStats.cpuTicks(broker) ?? 0) - ticks) / ProcStats.ticksPerSecond
+        let brokerCPU = used / Double(max(1, delivered)) * 1e6
         let latency = try await latency(pair, qos: qos, samples: latencySamples)
         return Result(
-            rate: rate, delivered: delivered, sent: messages, latency: latency, slowest: rate, fastest: rate)
+            rate: rate, delivered: delivered, sent: messages, latency: latency, slowest: rate, fastest: rate,
+            brokerCPU: brokerCPU)
     }
 
     /// Publishes `messages` as fast as the client allows; the rate is what the subscriber

@@ -59,6 +59,7 @@ enum Plots {
                  "" using 1:4 with linespoints lw 2 title "max data-plane gap during the change", \\
                  "" using 1:5 with linespoints lw 2 title "max data-plane gap without changes"
             unset logscale x
+            set key top right
             set output "\(directory)/throughput.png"
             set title "Data-plane throughput, 100-byte payloads"
             set style data histograms
