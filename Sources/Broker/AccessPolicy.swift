@@ -54,14 +54,12 @@ public struct CoreIdentity: Sendable, Equatable {
 
 /// The isolation model, in one place: which roles and ACLs each kind of identity gets.
 ///
-/// Names: role and group `vgw-<p>` per provider; `core-daemon` and `core-operator` for the
-/// core. Provider ids cannot contain `.`, and `core` is reserved, so none of these collide.
+/// Names: role `vgw-<p>` per provider; `core-daemon` and `core-operator` for the core. Provider ids cannot contain `.`, and `core` is reserved, so none of these collide.
 public enum AccessPolicy {
     public static let daemonRole = "core-daemon"
     public static let operatorRole = "core-operator"
 
     public static func roleName(_ provider: ProviderID) -> String { "vgw-\(provider.rawValue)" }
-    public static func groupName(_ provider: ProviderID) -> String { "vgw-\(provider.rawValue)" }
 
     /// A provider's clients: read/write their namespace (shared subscriptions included,
     /// which need their own pattern), send management requests to their own VGW and read
@@ -112,17 +110,14 @@ public enum AccessPolicy {
                 username: $0.username, clientid: nil, textName: "operator", password: $0.password,
                 roles: [operatorRole])
         }
+        // Each client holds its provider's role directly (no dynsec groups): one role per
+        // VGW is all the sharing needed, and every extra object is another full rewrite of
+        // the plugin's file when it changes.
         clients += state.clients.map { client in
             DynSecConfig.Client(
                 username: client.identity.username, clientid: client.identity.clientID,
-                password: client.password, disabled: running[client.identity.provider] != true)
-        }
-        let groups = state.providers.map { provider in
-            DynSecConfig.Group(
-                groupname: groupName(provider.id), roles: [.init(roleName(provider.id))],
-                clients: state.clients.filter { $0.identity.provider == provider.id }.map {
-                    .init($0.identity.username)
-                })
+                password: client.password, disabled: running[client.identity.provider] != true,
+                roles: [roleName(client.identity.provider)])
         }
         let roles =
             [
@@ -132,6 +127,6 @@ public enum AccessPolicy {
             + state.providers.map {
                 DynSecConfig.Role(rolename: roleName($0.id), acls: roleACLs($0.id, grants: state.grants))
             }
-        return DynSecConfig(clients: clients, groups: groups, roles: roles)
+        return DynSecConfig(clients: clients, groups: [], roles: roles)
     }
 }

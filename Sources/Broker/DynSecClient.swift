@@ -35,7 +35,12 @@ public enum DynSecCommands {
     /// Moves a role from one ACL list to another with the fewest changes (each change
     /// kicks the role's clients once per batch, not per ACL).
     public static func updateRole(_ provider: ProviderID, from old: [ACL], to new: [ACL]) -> [DynSecCommand] {
-        let role = JSONValue.string(AccessPolicy.roleName(provider))
+        updateACLs(role: AccessPolicy.roleName(provider), from: old, to: new)
+    }
+
+    /// The ACL changes that turn role `name` from `old` into `new`.
+    public static func updateACLs(role name: String, from old: [ACL], to new: [ACL]) -> [DynSecCommand] {
+        let role = JSONValue.string(name)
         let removed = old.filter { !new.contains($0) }.map { acl in
             DynSecCommand(
                 "removeRoleACL", ["rolename": role, "acltype": .string(acl.acltype.rawValue), "topic": .string(acl.topic)])
@@ -51,26 +56,10 @@ public enum DynSecCommands {
         return removed + added
     }
 
-    /// Creates a provider's role and group, replacing any leftover of the same name.
-    public static func createProvider(_ provider: ProviderID, grants: [Grant] = []) -> [DynSecCommand] {
-        let role = AccessPolicy.roleName(provider)
-        let group = AccessPolicy.groupName(provider)
-        return [
-            DynSecCommand("deleteGroup", ["groupname": .string(group)], tolerateFailure: true),
-            DynSecCommand("deleteRole", ["rolename": .string(role)], tolerateFailure: true),
-            DynSecCommand(
-                "createRole", ["rolename": .string(role), "acls": acls(AccessPolicy.roleACLs(provider, grants: grants))]),
-            DynSecCommand("createGroup", ["groupname": .string(group)]),
-            DynSecCommand("addGroupRole", ["groupname": .string(group), "rolename": .string(role)]),
-        ]
-    }
-
-    /// Removes every identity, the group and the role of a provider.
+    /// Removes every identity and the role of a provider.
     public static func deleteProvider(_ provider: ProviderID, clients: [ClientIdentity]) -> [DynSecCommand] {
         clients.map { DynSecCommand("deleteClient", ["username": .string($0.username)], tolerateFailure: true) } + [
-            DynSecCommand(
-                "deleteGroup", ["groupname": .string(AccessPolicy.groupName(provider))], tolerateFailure: true),
-            DynSecCommand("deleteRole", ["rolename": .string(AccessPolicy.roleName(provider))], tolerateFailure: true),
+            DynSecCommand("deleteRole", ["rolename": .string(AccessPolicy.roleName(provider))], tolerateFailure: true)
         ]
     }
 
@@ -79,7 +68,7 @@ public enum DynSecCommands {
         clients.map { DynSecCommand(enabled ? "enableClient" : "disableClient", ["username": .string($0.username)]) }
     }
 
-    /// A client bound to its client id, in its provider's group. The plugin hashes the
+    /// A client bound to its client id, holding its provider's role. The plugin hashes the
     /// password itself with its own salt; the store keeps our hash of the same password.
     public static func createClient(_ identity: ClientIdentity, password: String, enabled: Bool) -> [DynSecCommand] {
         let username = JSONValue.string(identity.username)
@@ -87,10 +76,10 @@ public enum DynSecCommands {
             DynSecCommand("deleteClient", ["username": username], tolerateFailure: true),
             DynSecCommand(
                 "createClient",
-                ["username": username, "clientid": .string(identity.clientID), "password": .string(password)]),
-            DynSecCommand(
-                "addGroupClient",
-                ["groupname": .string(AccessPolicy.groupName(identity.provider)), "username": username]),
+                [
+                    "username": username, "clientid": .string(identity.clientID), "password": .string(password),
+                    "roles": [["rolename": .string(AccessPolicy.roleName(identity.provider))]],
+                ]),
         ]
         if !enabled { commands += setEnabled(false, clients: [identity]) }
         return commands

@@ -125,7 +125,9 @@ public actor CoreGateway {
             return try await setRunning(args.provider(), false)
         case .vgwList:
             try args.allowOnly([])
-            return try JSONValue(encoding: ["providers": try store.providers().map(summary)])
+            let counts = try store.clientCounts()
+            return try JSONValue(
+                encoding: ["providers": try store.providers().map { summary($0, clients: counts[$0.id] ?? 0) }])
         case .vgwIsAlive:
             try args.allowOnly(["provider"])
             let record = try existing(target())
@@ -249,7 +251,11 @@ public actor CoreGateway {
             throw VGWError(.alreadyExists, "virtual gateway \(provider) already exists")
         }
         let grants = try store.grants()
-        try await dynsec.execute(DynSecCommands.createProvider(provider, grants: grants))
+        let roles = try await dynsec.query(DynSecCommand("listRoles"))["roles"]?.arrayValue?.compactMap(\.stringValue)
+        try await dynsec.execute(
+            ExternalReconciler.ensureRole(
+                AccessPolicy.roleName(provider), acls: AccessPolicy.roleACLs(provider, grants: grants),
+                existing: roles ?? [], dynsec: dynsec))
         let record = try store.createProvider(provider.rawValue, state: .running)
         await publishState(record)
         await publishGrants(for: [provider], grants: grants)
@@ -445,9 +451,11 @@ public actor CoreGateway {
     }
 
     private func summary(_ record: ProviderRecord) throws -> ProviderSummary {
-        ProviderSummary(
-            provider: record.id, state: record.state.rawValue, createdAt: record.createdAt,
-            clients: try store.clients(provider: record.id).count)
+        summary(record, clients: try store.clients(provider: record.id).count)
+    }
+
+    private func summary(_ record: ProviderRecord, clients: Int) -> ProviderSummary {
+        ProviderSummary(provider: record.id, state: record.state.rawValue, createdAt: record.createdAt, clients: clients)
     }
 
     private func detail(_ record: ProviderRecord) throws -> ProviderDetail {

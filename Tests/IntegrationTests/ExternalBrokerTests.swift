@@ -50,14 +50,17 @@ struct ExternalBrokerTests {
                 _ = try await admin.call("vgw.stop", ["provider": "b"])
             }
             let a = try #require(aCreds)
-            // A stale group left on the broker (say, by a store restored from an old backup).
-            let stale = try await BrokerFixture.runTool(
-                "mosquitto_ctrl",
-                [
-                    "-p", String(broker.port), "-u", BrokerFixture.adminUser, "-P", BrokerFixture.adminPassword,
-                    "dynsec", "createGroup", "vgw-stale",
-                ])
-            #expect(stale == .exited(0))
+            // A stale role and client left on the broker (say, by a store restored from an old
+            // backup), and a client of someone else's that must survive.
+            let ctrl = [
+                "-p", String(broker.port), "-u", BrokerFixture.adminUser, "-P", BrokerFixture.adminPassword, "dynsec",
+            ]
+            #expect(try await BrokerFixture.runTool("mosquitto_ctrl", ctrl + ["createRole", "vgw-stale"]) == .exited(0))
+            for client in ["stale.x", "someone.else"] {
+                #expect(
+                    try await BrokerFixture.runTool("mosquitto_ctrl", ctrl + ["createClient", client, "-p", "pw"])
+                        == .exited(0))
+            }
             try await withDaemon { admin in
                 let list = try await admin.call("vgw.list")["providers"]?.arrayValue ?? []
                 #expect(list.map { $0["state"]?.stringValue } == ["running", "stopped"])
@@ -70,17 +73,14 @@ struct ExternalBrokerTests {
                 #expect(MQTTClient.isRefusal(try await client.subscribe("#")))
                 await client.disconnect()
             }
-            // The stale group is gone.
-            let listing = broker.dataDirectory + "/groups.txt"
-            _ = try await BrokerFixture.runTool(
-                "mosquitto_ctrl",
-                [
-                    "-p", String(broker.port), "-u", BrokerFixture.adminUser, "-P", BrokerFixture.adminPassword,
-                    "dynsec", "listGroups",
-                ], output: .file(path: listing))
-            let groups = try String(contentsOfFile: listing, encoding: .utf8)
-            #expect(!groups.contains("vgw-stale"))
-            #expect(groups.contains("vgw-a"))
+            // The stale role and its provider's client are gone; the stranger's client stays.
+            let listing = broker.dataDirectory + "/listing.txt"
+            for command in ["listRoles", "listClients"] {
+                _ = try await BrokerFixture.runTool("mosquitto_ctrl", ctrl + [command], output: .file(path: listing))
+            }
+            let text = try String(contentsOfFile: listing, encoding: .utf8)
+            #expect(!text.contains("vgw-stale") && !text.contains("stale.x"))
+            #expect(text.contains("vgw-a") && text.contains("someone.else") && text.contains("a.s"))
         }
     }
 }
