@@ -15,7 +15,9 @@ public struct ProviderTraffic: Codable, Sendable, Equatable {
     public var bytesOut: UInt64
     public var denied: UInt64
 
-    public init(messagesIn: UInt64 = 0, bytesIn: UInt64 = 0, messagesOut: UInt64 = 0, bytesOut: UInt64 = 0, denied: UInt64 = 0) {
+    public init(
+        messagesIn: UInt64 = 0, bytesIn: UInt64 = 0, messagesOut: UInt64 = 0, bytesOut: UInt64 = 0, denied: UInt64 = 0
+    ) {
         self.messagesIn = messagesIn
         self.bytesIn = bytesIn
         self.messagesOut = messagesOut

@@ -34,7 +34,9 @@ import Testing
         let received = Received()
         let pump: Task<Void, Never>
 
-        init(_ broker: BrokerFixture, _ username: String, onMessage: (@Sendable (MQTTMessage) -> Void)? = nil) async throws {
+        init(_ broker: BrokerFixture, _ username: String, onMessage: (@Sendable (MQTTMessage) -> Void)? = nil)
+            async throws
+        {
             client = try await MQTTClient.connected(
                 MQTTConfiguration(
                     host: broker.host, port: Int(broker.port), clientID: username, username: username,
@@ -201,7 +203,9 @@ import Testing
         try await Self.withMeter { broker, core, meter in
             let bad: [[UInt8]] = [
                 Array("{bad".utf8), Array(#"{"commands":"x"}"#.utf8), Array("[1,2]".utf8), [0xff, 0x00, 0x7b],
-                Array(#"{"commands":[{"command":"setQuota","provider":"acme","messagesPerSecond":-1,"bytesPerSecond":0}]}"#.utf8),
+                Array(
+                    #"{"commands":[{"command":"setQuota","provider":"acme","messagesPerSecond":-1,"bytesPerSecond":0}]}"#
+                        .utf8),
                 Array(#"{"commands":[{"command":"setQuota","provider":7}, 5, {"command":"nope"}]}"#.utf8),
                 Array(#"{"commands":[{"command":"removeProvider","provider":"a.b"}]}"#.utf8),
             ]
@@ -227,7 +231,9 @@ import Testing
             let y = try await Peer(broker, "acme.y")
             #expect(try await y.client.subscribe("vgw/acme/#") == 1)
             for i in 0..<20 {
-                #expect(MQTTClient.isSuccess(try await core.client.publish(topic: "vgw/acme/cmd", payload: Array("c\(i)".utf8))))
+                #expect(
+                    MQTTClient.isSuccess(
+                        try await core.client.publish(topic: "vgw/acme/cmd", payload: Array("c\(i)".utf8))))
             }
             #expect(await Self.eventually { y.messages(on: "vgw/acme/cmd").count == 20 })
             let stats = try await meter.stats()

@@ -78,7 +78,8 @@ public struct BrokerFixture: Sendable {
     }
 
     private static func run<T>(
-        plugin: Bool, meterPlugin: String? = nil, prepare: BrokerSupervisor.Prepare?, setUp: (BrokerConfiguration) async throws -> Void,
+        plugin: Bool, meterPlugin: String? = nil, prepare: BrokerSupervisor.Prepare?,
+        setUp: (BrokerConfiguration) async throws -> Void,
         _ body: (BrokerFixture) async throws -> T
     ) async throws -> T {
         try await withTemporaryDirectory(prefix: "vgw-broker") { dir in
