@@ -22,7 +22,8 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // What Glibc does not give Swift: posix_spawn with process groups, prctl, prlimit.
         .target(name: "CSpawn", cSettings: [.define("_GNU_SOURCE")]),
-        .target(name: "VGWMeterPlugin", cSettings: [.define("_GNU_SOURCE")]),
+        .target(
+            name: "VGWMeterPlugin", cSettings: [.define("_GNU_SOURCE")], linkerSettings: [.linkedLibrary("cjson")]),
 
         .target(name: "Support", swiftSettings: strict),
         // The only importer of libsodium: password hashes, random secrets, signatures.

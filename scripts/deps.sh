@@ -2,7 +2,7 @@
 # Installs the Debian packages VirtualGateway needs, only when one is missing.
 # Sourced by scripts/run.sh and scripts/test.sh; safe to run on its own.
 set -euo pipefail
-packages=(mosquitto mosquitto-clients libmosquitto-dev mosquitto-dev libsodium-dev libsqlite3-dev zlib1g-dev pkg-config python3-paho-mqtt)
+packages=(mosquitto mosquitto-clients libmosquitto-dev mosquitto-dev libsodium-dev libsqlite3-dev zlib1g-dev pkg-config python3-paho-mqtt libcjson-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

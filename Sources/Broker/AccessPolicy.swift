@@ -91,7 +91,8 @@ public enum AccessPolicy {
 
     /// The daemon: everything, including the `$CONTROL` and `$SYS` trees that `#` does not match.
     public static let daemonACLs: [ACL] =
-        ACL.readWrite("#") + ACL.readWrite("$CONTROL/dynamic-security/#") + ACL.read("$SYS/#")
+        ACL.readWrite("#") + ACL.readWrite("$CONTROL/dynamic-security/#") + ACL.readWrite("$CONTROL/vgw-meter/#")
+        + ACL.read("$SYS/#")
 
     /// The operator's CLI: management of the core and of every VGW, and all status.
     public static let operatorACLs: [ACL] =

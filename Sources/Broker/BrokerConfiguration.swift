@@ -26,6 +26,9 @@ public struct BrokerConfiguration: Sendable, Equatable {
     public var mosquittoPath: String
     /// nil runs the broker without the plugin (tests with anonymous access only).
     public var dynamicSecurityPlugin: String?
+    /// The metering and quota plugin (libvgw_meter.so), loaded before dynamic security;
+    /// nil runs the broker without it.
+    public var meterPlugin: String?
     public var allowAnonymous: Bool
     public var persistence: Bool
     /// The largest MQTT packet accepted, in bytes; bundles need megabytes. It bounds the
@@ -45,7 +48,7 @@ public struct BrokerConfiguration: Sendable, Equatable {
         dynamicSecurityPlugin: String? = BrokerConfiguration.debianDynamicSecurityPlugin,
         allowAnonymous: Bool = false, persistence: Bool = true,
         maxPacketBytes: Int = BrokerConfiguration.defaultPacketSize, maxInflightMessages: Int = 20,
-        user: String? = nil
+        user: String? = nil, meterPlugin: String? = nil
     ) {
         self.dataDirectory = directory
         self.listeners = [Listener(host: host, port: port)]
@@ -56,6 +59,7 @@ public struct BrokerConfiguration: Sendable, Equatable {
         self.maxPacketBytes = maxPacketBytes
         self.maxInflightMessages = maxInflightMessages
         self.user = user
+        self.meterPlugin = meterPlugin
     }
 
     public var configurationFile: String { dataDirectory + "/mosquitto.conf" }
@@ -77,6 +81,17 @@ public struct BrokerConfiguration: Sendable, Equatable {
         return directories.map { $0 + "/mosquitto" }.first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
+    /// libvgw_meter.so beside the running executable (a SwiftPM build directory or an
+    /// installed bin directory), then in /usr/local/lib/vgw/.
+    public static func locateMeterPlugin(executable: String? = nil) -> String? {
+        let name = "libvgw_meter.so"
+        var candidates: [String] = []
+        let exe = executable ?? (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+        if let exe { candidates.append((exe as NSString).deletingLastPathComponent + "/" + name) }
+        candidates.append("/usr/local/lib/vgw/" + name)
+        return candidates.first { FileManager.default.fileExists(atPath: $0) }
+    }
+
     /// The account named in `user` line: the configured one, else the daemon's own when root.
     var effectiveUser: String? {
         if let user { return user }
@@ -90,6 +105,10 @@ public struct BrokerConfiguration: Sendable, Equatable {
         lines.append("per_listener_settings false")
         lines.append("allow_anonymous \(allowAnonymous)")
         if let effectiveUser { lines.append("user \(effectiveUser)") }
+        // Mosquitto 2.0.11 asks the ACL callbacks in the order of the plugin lines and stops
+        // at the first answer that is not "defer". The meter counts every attempt and only
+        // defers or throttles, so it must come first; dynamic security then decides.
+        if let meterPlugin { lines.append("plugin \(meterPlugin)") }
         if let dynamicSecurityPlugin {
             lines.append("plugin \(dynamicSecurityPlugin)")
             lines.append("plugin_opt_config_file \(dynsecFile)")

@@ -44,16 +44,18 @@ public struct BrokerFixture: Sendable {
 
     /// A broker with anonymous access and no plugin (`anonymous: true`), or one with
     /// dynamic security, the admin client `adminUser` and `users` (`anonymous: false`).
+    /// `meterPlugin` (a path to libvgw_meter.so) loads the meter before dynamic security.
     public static func withBroker<T>(
-        anonymous: Bool = true, users: [User] = [], prepare: BrokerSupervisor.Prepare? = nil,
+        anonymous: Bool = true, users: [User] = [], meterPlugin: String? = nil,
+        prepare: BrokerSupervisor.Prepare? = nil,
         _ body: (BrokerFixture) async throws -> T
     ) async throws -> T {
         if anonymous {
             guard users.isEmpty else { throw VGWError(.config, "users need a broker with anonymous: false") }
-            return try await run(plugin: false, prepare: prepare, setUp: { _ in }, body)
+            return try await run(plugin: false, meterPlugin: meterPlugin, prepare: prepare, setUp: { _ in }, body)
         }
         return try await run(
-            plugin: true, prepare: prepare,
+            plugin: true, meterPlugin: meterPlugin, prepare: prepare,
             setUp: { config in
                 let status = try await runTool(
                     "mosquitto_ctrl", ["dynsec", "init", config.dynsecFile, adminUser, adminPassword])
@@ -76,7 +78,8 @@ public struct BrokerFixture: Sendable {
     }
 
     private static func run<T>(
-        plugin: Bool, prepare: BrokerSupervisor.Prepare?, setUp: (BrokerConfiguration) async throws -> Void,
+        plugin: Bool, meterPlugin: String? = nil, prepare: BrokerSupervisor.Prepare?,
+        setUp: (BrokerConfiguration) async throws -> Void,
         _ body: (BrokerFixture) async throws -> T
     ) async throws -> T {
         try await withTemporaryDirectory(prefix: "vgw-broker") { dir in
@@ -84,7 +87,7 @@ public struct BrokerFixture: Sendable {
                 BrokerConfiguration(
                     port: port, directory: dir.path,
                     dynamicSecurityPlugin: plugin ? BrokerConfiguration.debianDynamicSecurityPlugin : nil,
-                    allowAnonymous: !plugin)
+                    allowAnonymous: !plugin, meterPlugin: meterPlugin)
             }
             // The files setUp writes live in the directory and do not depend on the port.
             try await setUp(configuration(port: 1883))
