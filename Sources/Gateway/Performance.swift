@@ -140,8 +140,10 @@ struct PerfHistory {
 /// Usage of one service's process group read from /proc, for services without a cgroup
 /// (rlimits only): CPU time of its members (and of the children they reaped), resident
 /// memory, threads.
-enum ProcessGroupUsage {
-    static func read(group leader: pid_t) -> ResourceUsage? {
+public enum ProcessGroupUsage {
+    /// Usage summed over the live processes whose process group is `leader` (a service is
+    /// started as the leader of its own group); nil when there is none.
+    public static func read(group leader: pid_t) -> ResourceUsage? {
         let ticks = UInt64(max(1, sysconf(Int32(_SC_CLK_TCK))))
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return nil }
         var cpuTicks: UInt64 = 0

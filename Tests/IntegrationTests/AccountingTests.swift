@@ -1,9 +1,11 @@
 import Broker
+import CLI
 import Foundation
 import Gateway
 import Protocol
 import Store
 import Support
+import Synchronization
 import TestSupport
 import Testing
 
@@ -199,11 +201,45 @@ struct AccountingTests {
             #expect((second["cpuPercent"]?.numberValue ?? -1) >= 0)
             #expect((second["bundles"]?.arrayValue?.first?["cpuPercent"]?.numberValue ?? -1) >= 0)
 
+            // The command line: vgw top --once, vgw perf, vgw acct notify/usage.
+            let top = try await Self.vgw(gw, ["top", "--once"])
+            #expect(top.status == 0)
+            #expect(top.output.hasPrefix("PROVIDER"), "\(top.output)")
+            #expect(top.output.contains("MSGS IN/OUT") && top.output.contains("4 / 2"))
+            #expect(top.output.split(separator: "\n").contains { $0.hasPrefix("idle ") && $0.contains("0/0") })
+            let perf = try await Self.vgw(gw, ["perf", "acme", "--bundle", "talker"])
+            #expect(perf.status == 0 && perf.output.contains("talker") && perf.output.contains("running"))
+            let noted = try await Self.vgw(gw, ["acct", "notify", "acme", "cli.test", "--detail", #"{"a": 1}"#])
+            #expect(noted.status == 0 && noted.output.contains("cli.test"))
+            #expect(try await Self.vgw(gw, ["acct", "notify", "acme", "cli.test", "--detail", "[1]"]).status == 1)
+            let csv = try await Self.vgw(gw, ["acct", "usage", "acme", "--csv", "--from", "2000-01-01"])
+            #expect(csv.status == 0 && csv.output.hasPrefix("type,id,bundle,kind,start,end,seconds,exit,detail\n"))
+            #expect(csv.output.contains(#"cli.test"#))
+            let table = try await Self.vgw(gw, ["acct", "usage", "acme"])
+            #expect(table.status == 0 && table.output.contains("RUNNING TIME") && table.output.contains("cli.test"))
+
             // Nothing running: zeros, not errors; unknown traffic is null.
             let idle = try await gw.admin.call("perf.get", ["provider": "idle"])
             #expect(idle["bundlesRunning"] == 0 && idle["bundles"] == [] && idle["traffic"] == .null)
             await acme.close()
         }
+    }
+
+    /// The fallback for services without a cgroup, on this test's own process group.
+    @Test func processGroupUsageReadsProc() throws {
+        let usage = try #require(ProcessGroupUsage.read(group: getpgrp()))
+        #expect((usage.memoryBytes ?? 0) > 0)
+        #expect((usage.pids ?? 0) >= 1)
+        #expect((usage.cpuNanoseconds ?? 0) > 0)
+        #expect(ProcessGroupUsage.read(group: 999_999_999) == nil)
+    }
+
+    /// Runs `vgw` in process against the fixture's data directory.
+    static func vgw(_ gw: GatewayFixture, _ arguments: [String]) async throws -> (status: Int32, output: String) {
+        let output = Lines()
+        let status = await VGWCommand.run(
+            arguments + ["-d", gw.directory], out: { output.add($0) }, err: { output.add("ERR " + $0) })
+        return (status, output.text)
     }
 
     static func date(_ text: String) -> Date? {
@@ -213,4 +249,11 @@ struct AccountingTests {
         formatter.formatOptions = [.withInternetDateTime]
         return formatter.date(from: text)
     }
+}
+
+/// What a command printed, line by line.
+final class Lines: Sendable {
+    private let lines = Mutex<[String]>([])
+    func add(_ line: String) { lines.withLock { $0.append(line) } }
+    var text: String { lines.withLock { $0.joined(separator: "\n") } }
 }
