@@ -333,7 +333,8 @@ public final class BundleManager: Sendable {
                 try store.openRun(provider: status.provider, bundle: status.bundle, at: status.since)
                 if let end = shutDownAt.withLock({ $0 }) {
                     // Delivered after the shutdown stopped the service: the run ended then.
-                    try store.closeRun(provider: status.provider, bundle: status.bundle, at: end, exit: Self.shutdownExit)
+                    try store.closeRun(
+                        provider: status.provider, bundle: status.bundle, at: end, exit: Self.shutdownExit)
                 }
             } else if status.state != .starting {
                 let exit = status.lastExit.map { "\(status.state.rawValue): \($0)" } ?? status.state.rawValue
@@ -342,7 +343,8 @@ public final class BundleManager: Sendable {
         } catch {
             // A deleted provider's late status lands here (its runs went with it).
             logger.warning(
-                "cannot record the service's usage time", ["bundle": "\(status.provider)/\(status.bundle)", "error": "\(error)"])
+                "cannot record the service's usage time",
+                ["bundle": "\(status.provider)/\(status.bundle)", "error": "\(error)"])
         }
     }
 
