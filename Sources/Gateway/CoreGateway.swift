@@ -30,7 +30,7 @@ public actor CoreGateway {
     private let homeID: String
     private let brokerAddress: @Sendable () -> (host: String, port: UInt16)
     private let startedAt = Date()
-    let logger = Logger("gateway")
+    private let logger = Logger("gateway")
     /// Messages and bytes per provider, from the broker's metering (see `ProviderTraffic`).
     let trafficSource: TrafficSource
     /// Recent CPU samples per provider, for `perf.get`'s window (see `PerfHistory`).
