@@ -100,6 +100,31 @@ public enum VGWCommand {
             CommandSpec(
                 "export", summary: "write the current state as a policy file",
                 options: [.value("--output", "-O", name: "file", help: "write there instead of standard output")]),
+            CommandSpec(
+                "perf", summary: ManagementOperation.perfGet.summary, positionals: [providerArg],
+                options: [.value("--bundle", "-b", name: "name", help: "only this bundle")]),
+            CommandSpec(
+                "top", summary: "live CPU, memory, pids and traffic of every VGW (like docker stats)",
+                options: [.flag("--once", help: "print one table and exit")]),
+            CommandSpec(
+                "acct", summary: "accounting: providers' events and their services' running time",
+                subcommands: [
+                    CommandSpec(
+                        "notify", summary: ManagementOperation.acctNotify.summary,
+                        positionals: [providerArg, PositionalSpec("kind", help: "event kind, 1 to 64 of a-z 0-9 . _ -")],
+                        options: [
+                            .value("--detail", name: "json", help: "a JSON object (at most 4 KiB encoded)"),
+                            .value("--bundle", "-b", name: "name", help: "the bundle the event is about"),
+                        ]),
+                    CommandSpec(
+                        "usage", summary: ManagementOperation.acctUsage.summary, positionals: [providerArg],
+                        options: [
+                            .value("--from", name: "date", help: "ISO 8601 start (included; default: the beginning)"),
+                            .value("--to", name: "date", help: "ISO 8601 end (excluded; default: now)"),
+                            .value("--bundle", "-b", name: "name", help: "only this bundle"),
+                            .flag("--csv", help: "print CSV (events, runs and totals) instead of tables"),
+                        ]),
+                ]),
             CommandSpec("status", summary: ManagementOperation.gatewayStatus.summary),
             CommandSpec(
                 "request", summary: "send any management request and print the JSON response",
@@ -154,6 +179,7 @@ public enum VGWCommand {
                 switch parsed.path {
                 case ["apply"]: return try await apply(parsed, client, out: out)
                 case ["export"]: return try await export(parsed, client, out: out)
+                case ["top"]: return try await Top.run(client, once: parsed.flag("--once"), out: out)
                 default: break
                 }
                 let (op, args) = try request(for: parsed)
@@ -310,6 +336,27 @@ public enum VGWCommand {
             guard let id = Int(p[0]) else { throw VGWError(.usage, "grant id must be a number, got '\(p[0])'") }
             return (.grantRevoke, ["id": .number(Double(id))])
         case ["grant", "list"]: return (.grantList, p.isEmpty ? [:] : provider())
+        case ["perf"]:
+            var args = provider()
+            if let bundle = parsed.value("--bundle") { args["bundle"] = .string(bundle) }
+            return (.perfGet, args)
+        case ["acct", "notify"]:
+            var args: [String: JSONValue] = ["provider": .string(p[0]), "kind": .string(p[1])]
+            if let detail = parsed.value("--detail") {
+                guard let value = try? JSONCoding.decoder.decode(JSONValue.self, from: Data(detail.utf8)),
+                    value.objectValue != nil
+                else { throw VGWError(.usage, "--detail must be a JSON object, e.g. '{\"units\": 3}'") }
+                args["detail"] = value
+            }
+            if let bundle = parsed.value("--bundle") { args["bundle"] = .string(bundle) }
+            return (.acctNotify, args)
+        case ["acct", "usage"]:
+            var args = provider()
+            for name in ["from", "to", "bundle"] {
+                if let value = parsed.value("--" + name) { args[name] = .string(value) }
+            }
+            if parsed.flag("--csv") { args["format"] = "csv" }
+            return (.acctUsage, args)
         case ["status"]: return (.gatewayStatus, [:])
         case ["request"]:
             guard let op = ManagementOperation(rawValue: p[0]) else {
@@ -389,8 +436,14 @@ enum Render {
                 "\(result["provider"]?.stringValue ?? ""): \(result["alive"]?.boolValue == true ? "alive" : "stopped")"
         case .clientRemove:
             return "client \(result["provider"]?.stringValue ?? "").\(result["name"]?.stringValue ?? "") removed"
-        case .vgwShow, .gatewayStatus, .perfGet, .acctNotify, .acctUsage:
+        case .vgwShow, .gatewayStatus:
             return keyValues(result)
+        case .perfGet:
+            return Top.perf(result)
+        case .acctNotify:
+            return "event \(result["id"]?.intValue ?? 0) recorded: \(result["kind"]?.stringValue ?? "")"
+        case .acctUsage:
+            return Top.usage(result)
         case .bundleInstall:
             let verb = result["replaced"]?.boolValue == true ? "replaced" : "installed"
             return "bundle \(result["name"]?.stringValue ?? "") \(result["version"]?.stringValue ?? "") \(verb) (\(result["state"]?.stringValue ?? ""))"

@@ -43,6 +43,9 @@ public final class BundleManager: Sendable {
     private let supervisor: ServiceSupervisor
     /// Usage of each running service's group when it started, to tell an OOM kill.
     private let baselines = Mutex<[ServiceID: ResourceUsage]>([:])
+    /// When `shutdown` stopped every service; status changes still queued for the hook at
+    /// that time describe services that are gone (see `recordServiceRun`).
+    private let shutDownAt = Mutex<Date?>(nil)
     private let logger = Logger("bundles")
 
     public init(settings: Settings, store: Store, dynsec: DynSecClient, publish: @escaping Publish) throws {
@@ -230,6 +233,15 @@ public final class BundleManager: Sendable {
     public func shutdown() async {
         await supervisor.shutdown()
         try? resources?.removeAll()
+        // The supervisor's last status changes may still be queued for the hook when the
+        // daemon exits: close the runs here, at the real end, rather than at the next start.
+        let now = Date()
+        shutDownAt.withLock { $0 = now }
+        do {
+            try store.closeOpenRuns(at: now, exit: Self.shutdownExit)
+        } catch {
+            logger.warning("cannot close the services' runs", ["error": "\(error)"])
+        }
     }
 
     public func resourceUsage(provider: ProviderID, name: String? = nil) -> ResourceUsage? {
@@ -302,12 +314,45 @@ public final class BundleManager: Sendable {
     }
 
     fileprivate func publishStatus(_ status: ServiceStatus) async {
+        recordServiceRun(status)
         let id = ServiceID(provider: status.provider, bundle: status.bundle)
         do {
             try await publish(Self.statusTopic(id), Array(try JSONCoding.encoder.encode(status)), true)
         } catch {
             logger.warning("cannot publish bundle status", ["bundle": "\(id)", "error": "\(error)"])
         }
+    }
+
+    /// Accounting of service usage time: every status change passes here, in order. Going
+    /// to `running` opens a run; any other state (stopped, exited, backoff, crash-loop) closes
+    /// the open one, if any, with the state and the exit that ended it. `starting` never
+    /// follows `running` directly, so it never closes a run by mistake.
+    private func recordServiceRun(_ status: ServiceStatus) {
+        do {
+            if status.state == .running {
+                try store.openRun(provider: status.provider, bundle: status.bundle, at: status.since)
+                if let end = shutDownAt.withLock({ $0 }) {
+                    // Delivered after the shutdown stopped the service: the run ended then.
+                    try store.closeRun(
+                        provider: status.provider, bundle: status.bundle, at: end, exit: Self.shutdownExit)
+                }
+            } else if status.state != .starting {
+                let exit = status.lastExit.map { "\(status.state.rawValue): \($0)" } ?? status.state.rawValue
+                try store.closeRun(provider: status.provider, bundle: status.bundle, at: status.since, exit: exit)
+            }
+        } catch {
+            // A deleted provider's late status lands here (its runs went with it).
+            logger.warning(
+                "cannot record the service's usage time",
+                ["bundle": "\(status.provider)/\(status.bundle)", "error": "\(error)"])
+        }
+    }
+
+    static let shutdownExit = "stopped: daemon shutdown"
+
+    /// The supervisor's view of one service (nil when it is not supervised), for `perf.get`.
+    public func serviceStatus(provider: ProviderID, name: String) async -> ServiceStatus? {
+        await supervisor.status(ServiceID(provider: provider.rawValue, bundle: name))
     }
 
     // MARK: Helpers

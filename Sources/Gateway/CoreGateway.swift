@@ -23,19 +23,27 @@ public actor CoreGateway {
         case provider(ProviderID)
     }
 
-    private let store: Store
-    private let bundles: BundleManager
+    let store: Store
+    let bundles: BundleManager
     private let dynsec: DynSecClient
     private let publish: Publish
     private let homeID: String
     private let brokerAddress: @Sendable () -> (host: String, port: UInt16)
     private let startedAt = Date()
     private let logger = Logger("gateway")
+    /// Messages and bytes per provider, from the broker's metering (see `ProviderTraffic`).
+    let trafficSource: TrafficSource
+    /// Recent CPU samples per provider, for `perf.get`'s window (see `PerfHistory`).
+    var perfHistory: [String: PerfHistory] = [:]
+    /// The periodic sampler (`startSampler`), cancelled by `stopSampler`.
+    var sampler: Task<Void, Never>?
 
     public init(
         store: Store, bundles: BundleManager, dynsec: DynSecClient, homeID: String, publish: @escaping Publish,
-        brokerAddress: @escaping @Sendable () -> (host: String, port: UInt16)
+        brokerAddress: @escaping @Sendable () -> (host: String, port: UInt16),
+        trafficSource: @escaping TrafficSource = { [:] }
     ) {
+        self.trafficSource = trafficSource
         self.store = store
         self.bundles = bundles
         self.dynsec = dynsec

@@ -30,6 +30,9 @@ public struct GatewayConfiguration: Sendable {
     /// Use an operator's own Mosquitto (with the dynamic security plugin) instead of
     /// starting one; nil runs the embedded broker.
     public var externalBroker: ExternalBroker?
+    /// Where `perf.get` finds messages and bytes per provider (the broker's metering
+    /// plugin); the default knows nothing, reported as `"traffic": null`.
+    public var trafficSource: TrafficSource = { [:] }
 
     /// An already running broker and an identity that may administer its plugin.
     public struct ExternalBroker: Sendable, Equatable {

@@ -126,6 +126,31 @@ public final class Store: Sendable {
         );
         CREATE INDEX nonces_expiry ON nonces (expires_at);
         """,
+        // v5: accounting. Events a provider (or the daemon) records, and the periods each
+        // bundle's service ran. Both go with their provider (a re-created provider of the
+        // same id must not read its predecessor's records).
+        """
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            provider TEXT NOT NULL REFERENCES providers(id) ON DELETE CASCADE,
+            bundle TEXT,
+            kind TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT '{}',
+            at REAL NOT NULL
+        );
+        CREATE INDEX events_provider_at ON events (provider, at);
+        CREATE TABLE service_runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            provider TEXT NOT NULL REFERENCES providers(id) ON DELETE CASCADE,
+            bundle TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            ended_at REAL,
+            exit TEXT,
+            CHECK (ended_at IS NULL OR ended_at >= started_at)
+        );
+        CREATE INDEX service_runs_provider_started ON service_runs (provider, started_at);
+        CREATE INDEX service_runs_open ON service_runs (provider, bundle) WHERE ended_at IS NULL;
+        """,
     ]
 
     public let database: Database
