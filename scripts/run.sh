@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 swift build -c release --product vgwd >&2
 swift build -c release --product vgw >&2
+swift build -c release --product vgw_meter >&2   # the broker's metering plugin, found beside vgwd
 exec .build/release/vgwd "$@"

@@ -13,11 +13,24 @@ public struct PolicyDocument: Codable, Sendable, Equatable {
     public struct Provider: Codable, Sendable, Equatable {
         public var state: String?
         public var clients: [String]?
+        /// Messages and payload bytes per second (0 or absent = unlimited).
+        public var quota: QuotaSpec?
 
-        public init(state: String? = "running", clients: [String]? = []) {
+        public init(state: String? = "running", clients: [String]? = [], quota: QuotaSpec? = nil) {
             self.state = state
             self.clients = clients
+            self.quota = quota
         }
+    }
+
+    public struct QuotaSpec: Codable, Sendable, Equatable {
+        public var messagesPerSecond: Double?
+        public var bytesPerSecond: Double?
+        public init(messagesPerSecond: Double? = nil, bytesPerSecond: Double? = nil) {
+            self.messagesPerSecond = messagesPerSecond
+            self.bytesPerSecond = bytesPerSecond
+        }
+        var isUnlimited: Bool { (messagesPerSecond ?? 0) == 0 && (bytesPerSecond ?? 0) == 0 }
     }
 
     public struct GrantSpec: Codable, Sendable, Equatable, Hashable {
@@ -134,6 +147,21 @@ public enum PolicyPlanner {
                             args: ["provider": p(id), "name": .string(client)]))
                 }
             }
+            let wantQuota = want.quota ?? PolicyDocument.QuotaSpec()
+            let haveQuota = have?.quota ?? PolicyDocument.QuotaSpec()
+            if (wantQuota.messagesPerSecond ?? 0, wantQuota.bytesPerSecond ?? 0)
+                != (haveQuota.messagesPerSecond ?? 0, haveQuota.bytesPerSecond ?? 0)
+            {
+                steps.append(
+                    PolicyStep(
+                        description:
+                            "~ quota \(id) \(Int(wantQuota.messagesPerSecond ?? 0)) msg/s \(Int(wantQuota.bytesPerSecond ?? 0)) B/s",
+                        op: .quotaSet,
+                        args: [
+                            "provider": p(id), "messagesPerSecond": .number(wantQuota.messagesPerSecond ?? 0),
+                            "bytesPerSecond": .number(wantQuota.bytesPerSecond ?? 0),
+                        ]))
+            }
             let wantState = want.state ?? "running"
             if (have?.state ?? "running") != wantState {
                 steps.append(
@@ -186,7 +214,13 @@ extension ManagementClient {
             else { continue }
             providers[id]?.clients?.append(name)
         }
-        for id in providers.keys { providers[id]?.clients?.sort() }
+        for id in providers.keys {
+            providers[id]?.clients?.sort()
+            let quota = try await call(ManagementOperation.quotaGet.rawValue, ["provider": .string(id)])
+            let spec = PolicyDocument.QuotaSpec(
+                messagesPerSecond: quota["messagesPerSecond"]?.numberValue, bytesPerSecond: quota["bytesPerSecond"]?.numberValue)
+            providers[id]?.quota = spec.isUnlimited ? nil : spec
+        }
         var grants: [PolicyDocument.GrantSpec] = []
         var ids: [String: Int] = [:]
         for grant in try await call(ManagementOperation.grantList.rawValue)["grants"]?.arrayValue ?? [] {

@@ -125,6 +125,17 @@ public enum VGWCommand {
                             .flag("--csv", help: "print CSV (events, runs and totals) instead of tables"),
                         ]),
                 ]),
+            CommandSpec(
+                "quota", summary: "limit what a provider may publish (enforced in the broker)",
+                subcommands: [
+                    CommandSpec(
+                        "set", summary: ManagementOperation.quotaSet.summary, positionals: [providerArg],
+                        options: [
+                            .value("--messages", name: "per-second", help: "messages per second (0 = unlimited)"),
+                            .value("--bytes", name: "per-second", help: "payload bytes per second (0 = unlimited)"),
+                        ]),
+                    CommandSpec("get", summary: ManagementOperation.quotaGet.summary, positionals: [providerArg]),
+                ]),
             CommandSpec("status", summary: ManagementOperation.gatewayStatus.summary),
             CommandSpec(
                 "request", summary: "send any management request and print the JSON response",
@@ -357,6 +368,12 @@ public enum VGWCommand {
             }
             if parsed.flag("--csv") { args["format"] = "csv" }
             return (.acctUsage, args)
+        case ["quota", "set"]:
+            var args = provider()
+            if let messages = try parsed.int("--messages") { args["messagesPerSecond"] = .number(Double(messages)) }
+            if let bytes = try parsed.int("--bytes") { args["bytesPerSecond"] = .number(Double(bytes)) }
+            return (.quotaSet, args)
+        case ["quota", "get"]: return (.quotaGet, provider())
         case ["status"]: return (.gatewayStatus, [:])
         case ["request"]:
             guard let op = ManagementOperation(rawValue: p[0]) else {
@@ -436,7 +453,7 @@ enum Render {
                 "\(result["provider"]?.stringValue ?? ""): \(result["alive"]?.boolValue == true ? "alive" : "stopped")"
         case .clientRemove:
             return "client \(result["provider"]?.stringValue ?? "").\(result["name"]?.stringValue ?? "") removed"
-        case .vgwShow, .gatewayStatus:
+        case .vgwShow, .gatewayStatus, .quotaSet, .quotaGet:
             return keyValues(result)
         case .perfGet:
             return Top.perf(result)

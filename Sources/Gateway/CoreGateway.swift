@@ -33,6 +33,8 @@ public actor CoreGateway {
     private let logger = Logger("gateway")
     /// Messages and bytes per provider, from the broker's metering (see `ProviderTraffic`).
     let trafficSource: TrafficSource
+    /// The broker's metering plugin (quotas); nil when it is not loaded.
+    let meter: MeterClient?
     /// Recent CPU samples per provider, for `perf.get`'s window (see `PerfHistory`).
     var perfHistory: [String: PerfHistory] = [:]
     /// The periodic sampler (`startSampler`), cancelled by `stopSampler`.
@@ -41,9 +43,10 @@ public actor CoreGateway {
     public init(
         store: Store, bundles: BundleManager, dynsec: DynSecClient, homeID: String, publish: @escaping Publish,
         brokerAddress: @escaping @Sendable () -> (host: String, port: UInt16),
-        trafficSource: @escaping TrafficSource = { [:] }
+        trafficSource: @escaping TrafficSource = { [:] }, meter: MeterClient? = nil
     ) {
         self.trafficSource = trafficSource
+        self.meter = meter
         self.store = store
         self.bundles = bundles
         self.dynsec = dynsec
@@ -233,6 +236,31 @@ public actor CoreGateway {
             let provider = try target()
             _ = try existing(provider)
             return try await accounting(op, provider: provider, args: args)
+        case .quotaSet:
+            try args.allowOnly(["provider", "messagesPerSecond", "bytesPerSecond"])
+            let provider = try args.provider()
+            _ = try existing(provider)
+            func rate(_ name: String) throws -> Double {
+                guard let value = args.values[name] else { return 0 }
+                guard let number = value.numberValue, number >= 0, number <= 1e12 else {
+                    throw VGWError(.invalidArgument, "argument \(name) must be a number from 0 (unlimited) to 1e12")
+                }
+                return number
+            }
+            let quota = Quota(messagesPerSecond: try rate("messagesPerSecond"), bytesPerSecond: try rate("bytesPerSecond"))
+            guard let meter else {
+                throw VGWError(.unavailable, "quotas need the metering plugin (libvgw_meter.so), which is not loaded")
+            }
+            try await meter.setQuota(
+                provider: provider.rawValue, messagesPerSecond: quota.messagesPerSecond,
+                bytesPerSecond: quota.bytesPerSecond)
+            try store.setSetting("quota." + provider.rawValue, String(decoding: try JSONCoding.encoder.encode(quota), as: UTF8.self))
+            return try JSONValue(encoding: quota)
+        case .quotaGet:
+            try args.allowOnly(["provider"])
+            let provider = try target()
+            _ = try existing(provider)
+            return try JSONValue(encoding: try quota(of: provider))
         case .grantList:
             try args.allowOnly(["provider"])
             let viewer = try scoped ?? args.optionalProvider()
@@ -335,6 +363,45 @@ public actor CoreGateway {
         _ = try store.removeClient(provider: provider.rawValue, name: name.rawValue)
         await publishState(record)
         return ["provider": .string(provider.rawValue), "name": .string(name.rawValue), "removed": true]
+    }
+
+    // MARK: Quotas
+
+    /// A provider's quota (0 = unlimited), as stored.
+    func quota(of provider: ProviderID) throws -> Quota {
+        guard let text = try store.setting("quota." + provider.rawValue) else { return Quota() }
+        return try JSONCoding.decoder.decode(Quota.self, from: Data(text.utf8))
+    }
+
+    /// Sends every stored quota to the metering plugin (its state lives in the broker's
+    /// memory: after a broker restart it must be told again).
+    public func pushQuotas() async {
+        guard let meter else { return }
+        for record in (try? store.providers()) ?? [] {
+            guard let provider = ProviderID(rawValue: record.id), let quota = try? quota(of: provider),
+                quota != Quota()
+            else { continue }
+            do {
+                try await meter.setQuota(
+                    provider: record.id, messagesPerSecond: quota.messagesPerSecond, bytesPerSecond: quota.bytesPerSecond)
+            } catch {
+                logger.warning("cannot set a quota in the broker", ["provider": record.id, "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Records an accounting event when the broker refused a provider's publishes for its
+    /// quota since the last statistics (the throttle policy: over quota, publishes are
+    /// dropped, and the provider's accounting says so).
+    public func recordQuotaDenials(_ denied: [String: UInt64]) {
+        for (provider, count) in denied where count > 0 {
+            do {
+                _ = try store.addEvent(
+                    provider: provider, bundle: nil, kind: "quota.exceeded", detail: ["denied": .number(Double(count))])
+            } catch {
+                logger.warning("cannot record a quota event", ["provider": provider, "error": "\(error)"])
+            }
+        }
     }
 
     // MARK: Grants
@@ -486,6 +553,16 @@ public struct RequestLimits: Sendable {
         self.maxRequestBytes = maxRequestBytes
         // base64 (4/3) plus the envelope.
         self.maxInstallRequestBytes = maxArchiveBytes / 3 * 4 + 64 * 1024
+    }
+}
+
+/// A provider's quota: messages and payload bytes per second it may publish (0 = unlimited).
+public struct Quota: Codable, Sendable, Equatable {
+    public var messagesPerSecond: Double = 0
+    public var bytesPerSecond: Double = 0
+    public init(messagesPerSecond: Double = 0, bytesPerSecond: Double = 0) {
+        self.messagesPerSecond = messagesPerSecond
+        self.bytesPerSecond = bytesPerSecond
     }
 }
 

@@ -16,6 +16,9 @@ public struct GatewayConfiguration: Sendable {
     public var homeID: String = GatewayConfiguration.defaultHomeID()
     /// Largest management request accepted, in bytes.
     public var maxRequestBytes: Int = 1 << 20
+    /// The metering plugin (per-provider traffic and quotas); nil looks beside the
+    /// executable, then in /usr/local/lib/vgw. Not found: the gateway runs without it.
+    public var meterPlugin: String?
     /// Largest bundle archive accepted by `bundle.install`.
     public var maxBundleBytes: Int = 16 << 20
     /// Services of the n-th provider run as uid (and gid) `serviceUIDBase + n` when vgwd

@@ -64,10 +64,17 @@ public final class GatewayDaemon: Sendable {
         }
 
         var broker: BrokerSupervisor?
+        var metered = false
         if external == nil {
+            let meterPlugin = configuration.meterPlugin ?? BrokerConfiguration.locateMeterPlugin()
+            if meterPlugin == nil {
+                logger.warning("metering plugin libvgw_meter.so not found: no traffic figures, no quotas")
+            }
             let brokerConfiguration = BrokerConfiguration(
                 host: configuration.host, port: port, directory: directory.brokerDirectory,
-                mosquittoPath: configuration.mosquittoPath, maxPacketBytes: configuration.maxPacketBytes)
+                mosquittoPath: configuration.mosquittoPath, maxPacketBytes: configuration.maxPacketBytes,
+                meterPlugin: meterPlugin)
+            metered = meterPlugin != nil
             let dynsecFile = brokerConfiguration.dynsecFile
             let owner = brokerConfiguration.brokerUserOwner
             let logger = self.logger
@@ -99,6 +106,13 @@ public final class GatewayDaemon: Sendable {
         let dynsec = DynSecClient { payload in
             try await client.publish(topic: Topics.dynsecControl, payload: payload, qos: .atLeastOnce)
         }
+        let meter =
+            metered
+            ? MeterClient { payload in
+                try await client.publish(topic: MeterTopics.control, payload: payload, qos: .atLeastOnce)
+            } : nil
+        let traffic = Mutex<[String: ProviderTraffic]>([:])
+        let injected = configuration.trafficSource
         let address = (host: Self.connectable(host), port: port)
         let publish: Publish = { topic, payload, retain in
             try await client.publish(topic: topic, payload: payload, qos: .atLeastOnce, retain: retain)
@@ -110,7 +124,11 @@ public final class GatewayDaemon: Sendable {
         let bundles = try BundleManager(settings: bundleSettings, store: store, dynsec: dynsec, publish: publish)
         let gateway = CoreGateway(
             store: store, bundles: bundles, dynsec: dynsec, homeID: configuration.homeID, publish: publish,
-            brokerAddress: { address }, trafficSource: configuration.trafficSource)
+            brokerAddress: { address },
+            trafficSource: {
+                let measured = traffic.withLock { $0 }
+                return measured.merging(await injected()) { _, given in given }
+            }, meter: meter)
         var tasks: [Task<Void, Never>] = []
         let (requests, requestSink) = AsyncStream.makeStream(of: MQTTMessage.self)
         let limits = RequestLimits(
@@ -122,6 +140,20 @@ public final class GatewayDaemon: Sendable {
                 for await message in client.messages {
                     if message.topic == Topics.dynsecResponse {
                         dynsec.deliver(message.payload)
+                    } else if message.topic == MeterTopics.response {
+                        meter?.deliver(message.payload)
+                    } else if message.topic == MeterTopics.stats {
+                        guard let stats = try? MeterTopics.parseStats(message.payload) else { continue }
+                        // Denials since the last figures (counters restart with the broker).
+                        let denied = traffic.withLock { old -> [String: UInt64] in
+                            defer { old = stats }
+                            var increases: [String: UInt64] = [:]
+                            for (provider, now) in stats where now.denied > (old[provider]?.denied ?? 0) {
+                                increases[provider] = now.denied - (old[provider]?.denied ?? 0)
+                            }
+                            return increases
+                        }
+                        if !denied.isEmpty { Task { await gateway.recordQuotaDenials(denied) } }
                     } else if Topics.requestTarget(of: message.topic) != nil {
                         requestSink.yield(message)
                     }
@@ -154,6 +186,10 @@ public final class GatewayDaemon: Sendable {
             })
         do {
             try await Self.subscribe(client, Topics.dynsecResponse)
+            if meter != nil {
+                try await Self.subscribe(client, MeterTopics.response)
+                try await Self.subscribe(client, MeterTopics.stats)
+            }
             try await Self.subscribe(client, Topics.allRequests)
         } catch {
             for task in tasks { task.cancel() }
@@ -337,6 +373,7 @@ public final class GatewayDaemon: Sendable {
             logger.warning("cannot publish the gateway status", ["error": "\(error)"])
         }
         await gateway.publishAllStatus()
+        await gateway.pushQuotas()
     }
 
     /// Answers on `mgmt/<target>/res/<replyTo>`; a request too broken to name its reply

@@ -26,6 +26,8 @@ public enum ManagementOperation: String, Sendable, CaseIterable, Codable {
     case perfGet = "perf.get"
     case acctNotify = "acct.notify"
     case acctUsage = "acct.usage"
+    case quotaSet = "quota.set"
+    case quotaGet = "quota.get"
 
     /// Where an op is served: on `mgmt/core/req` only, or also on `mgmt/<p>/req` where the
     /// provider is implied by the topic (the provider's view is a strict subset).
@@ -35,7 +37,7 @@ public enum ManagementOperation: String, Sendable, CaseIterable, Codable {
         switch self {
         case .vgwIsAlive, .vgwShow, .clientList, .bundleInstall, .bundleUninstall, .bundleStart, .bundleStop,
             .bundleList, .bundleIsAlive, .bundleLogs, .grantOffer, .grantRevoke, .grantList, .perfGet, .acctNotify,
-            .acctUsage:
+            .acctUsage, .quotaGet:
             .coreAndProvider
         default: .coreOnly
         }
@@ -68,6 +70,8 @@ public enum ManagementOperation: String, Sendable, CaseIterable, Codable {
         case .perfGet: "CPU, memory, messages and bytes of a VGW and of each of its bundles"
         case .acctNotify: "record an accounting event of a provider"
         case .acctUsage: "a provider's accounting events and service usage time"
+        case .quotaSet: "set a provider's message rate and bandwidth quota (0 = unlimited)"
+        case .quotaGet: "a provider's quota"
         }
     }
 }
