@@ -159,7 +159,34 @@ enum ScaleBench {
             await probe.close()
             throw error
         }
+        // Grants: create and revoke between two VGWs of this level while the probe runs.
+        // The broker applies the ACL change before the plugin answers, so the round trip
+        // bounds the time until the grant (or its revocation) is in force.
+        var grants = Samples()
+        var revokes = Samples()
+        var grantStall = 0.0
+        do {
+            for _ in 0..<changes {
+                let before = Clock.now()
+                let grant = try await context.admin.call(
+                    "grant.create", ["owner": "p0000", "grantee": "p0001", "filter": "shared/#", "access": "read"])
+                grants.add(Clock.now() - before)
+                let middle = Clock.now()
+                _ = try await context.admin.call("grant.revoke", ["id": grant["id"] ?? .null])
+                revokes.add(Clock.now() - middle)
+                try await Task.sleep(for: .milliseconds(100))
+                grantStall = max(grantStall, probe.maxGapMs(from: before, to: Clock.now()))
+            }
+        } catch {
+            await probe.close()
+            throw error
+        }
         await probe.close()
+        context.report.add("acl-\(level.providers)", "grant.create to effective p50", grants.p50, "ms")
+        context.report.add("acl-\(level.providers)", "grant.create to effective p99", grants.p99, "ms")
+        context.report.add("acl-\(level.providers)", "grant.revoke to effective p50", revokes.p50, "ms")
+        context.report.add("acl-\(level.providers)", "grant.revoke to effective p99", revokes.p99, "ms")
+        context.report.add("acl-\(level.providers)", "data-plane max gap during grant changes", grantStall, "ms")
         level.createMs = creates.p50
         level.createMaxMs = creates.maxMs
         level.stallMs = stall
