@@ -44,6 +44,7 @@ public final class GatewayDaemon: Sendable {
 
     public func start() async throws {
         try directory.create()
+        checkServicesCanReachTheirFiles()
         let lock = try DirectoryLock(path: directory.pidFile)
         let store = try Store(path: directory.createPrivateFile(directory.store))
         Self.closeRunsLeftOpen(store)
@@ -234,6 +235,23 @@ public final class GatewayDaemon: Sendable {
     }
 
     // MARK: Start-up pieces
+
+    /// Services run as other uids and must traverse every directory above their files;
+    /// a private ancestor (a `mkdtemp` directory, a 0700 home) makes every start fail with
+    /// "Permission denied". Said once, at start, instead of in every crash loop.
+    private func checkServicesCanReachTheirFiles() {
+        guard getuid() == 0 else { return }
+        var path = URL(fileURLWithPath: directory.path).standardizedFileURL.deletingLastPathComponent().path
+        while path != "/" && !path.isEmpty {
+            var info = stat()
+            if stat(path, &info) == 0, info.st_mode & 0o001 == 0 {
+                logger.error(
+                    "services will not start: \(path) is not searchable by other users (chmod o+x, or move --data-dir)")
+                return
+            }
+            path = (path as NSString).deletingLastPathComponent
+        }
+    }
 
     /// Runs still open in the store were opened by a daemon that died without closing them
     /// (a clean stop closes them). When that daemon died is unknown; the last time known is
