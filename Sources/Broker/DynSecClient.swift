@@ -43,7 +43,8 @@ public enum DynSecCommands {
         let role = JSONValue.string(name)
         let removed = old.filter { !new.contains($0) }.map { acl in
             DynSecCommand(
-                "removeRoleACL", ["rolename": role, "acltype": .string(acl.acltype.rawValue), "topic": .string(acl.topic)])
+                "removeRoleACL",
+                ["rolename": role, "acltype": .string(acl.acltype.rawValue), "topic": .string(acl.topic)])
         }
         let added = new.filter { !old.contains($0) }.map { acl in
             DynSecCommand(

@@ -1,5 +1,5 @@
-import BundleFormat
 import Broker
+import BundleFormat
 import Crypto
 import Foundation
 import Gateway
@@ -25,7 +25,9 @@ public enum Demo {
         }
         defer { Logger.threshold.withLock { $0 = threshold } }
         let daemon = GatewayDaemon(configuration: configuration)
-        out("1. Starting a gateway: vgwd with its own Mosquitto on 127.0.0.1:\(configuration.port), state in \(directory)")
+        out(
+            "1. Starting a gateway: vgwd with its own Mosquitto on 127.0.0.1:\(configuration.port), state in \(directory)"
+        )
         try await daemon.start()
         do {
             try await tour(directory: directory, port: configuration.port, out: out)
@@ -50,13 +52,15 @@ public enum Demo {
 
         out("3. Installing homeauto's presence sensor, a bundle that publishes vgw/homeauto/presence/living-room.")
         _ = try await admin.call(
-            "bundle.install", ["provider": "homeauto", "archive": .string(Base64.encode(try presenceBundle())), "start": true])
+            "bundle.install",
+            ["provider": "homeauto", "archive": .string(Base64.encode(try presenceBundle())), "start": true])
 
         out("4. Connecting health's monitoring app (client health.monitor).")
         let issued = try await admin.call("client.add", ["provider": "health", "name": "monitor"])
         let monitor = try await MQTTClient.connected(
             MQTTConfiguration(
-                port: Int(port), clientID: issued["clientId"]?.stringValue ?? "", username: issued["username"]?.stringValue,
+                port: Int(port), clientID: issued["clientId"]?.stringValue ?? "",
+                username: issued["username"]?.stringValue,
                 password: issued["password"]?.stringValue, reconnect: true))
         let received = Mutex<[String]>([])
         let reader = Task {
@@ -64,9 +68,13 @@ public enum Demo {
         }
         defer { reader.cancel() }
         let refused = try await monitor.subscribe("vgw/homeauto/presence/#")
-        out("   health subscribes to vgw/homeauto/presence/#: \(MQTTClient.isRefusal(refused) ? "REFUSED by the broker (reason 0x\(String(refused, radix: 16)))" : "granted?!")")
+        out(
+            "   health subscribes to vgw/homeauto/presence/#: \(MQTTClient.isRefusal(refused) ? "REFUSED by the broker (reason 0x\(String(refused, radix: 16)))" : "granted?!")"
+        )
         try await Task.sleep(for: .seconds(2))
-        out("   messages health received from homeauto in 2 s: \(received.withLock { $0.count }). They cannot see each other.")
+        out(
+            "   messages health received from homeauto in 2 s: \(received.withLock { $0.count }). They cannot see each other."
+        )
 
         out("5. The operator grants health read access to homeauto's presence topics:")
         out("   vgw grant create homeauto health 'presence/#' --access read")
@@ -79,7 +87,9 @@ public enum Demo {
         while received.withLock({ $0.isEmpty }), ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(100))
         }
-        out("6. Cooperation: health now receives homeauto's presence: \(received.withLock { $0.first ?? "(nothing yet)" })")
+        out(
+            "6. Cooperation: health now receives homeauto's presence: \(received.withLock { $0.first ?? "(nothing yet)" })"
+        )
 
         out("7. Revoking the grant (vgw grant revoke \(grant["id"]?.intValue ?? 0)).")
         _ = try await admin.call("grant.revoke", ["id": grant["id"] ?? .null])

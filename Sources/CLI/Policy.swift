@@ -176,7 +176,8 @@ public enum PolicyPlanner {
                 PolicyStep(
                     description: "+ grant \(grant.key)", op: .grantCreate,
                     args: [
-                        "owner": .string(grant.owner), "grantee": .string(grant.grantee), "filter": .string(grant.filter),
+                        "owner": .string(grant.owner), "grantee": .string(grant.grantee),
+                        "filter": .string(grant.filter),
                         "access": .string(grant.access ?? "read"),
                     ]))
         }
@@ -218,7 +219,8 @@ extension ManagementClient {
             providers[id]?.clients?.sort()
             let quota = try await call(ManagementOperation.quotaGet.rawValue, ["provider": .string(id)])
             let spec = PolicyDocument.QuotaSpec(
-                messagesPerSecond: quota["messagesPerSecond"]?.numberValue, bytesPerSecond: quota["bytesPerSecond"]?.numberValue)
+                messagesPerSecond: quota["messagesPerSecond"]?.numberValue,
+                bytesPerSecond: quota["bytesPerSecond"]?.numberValue)
             providers[id]?.quota = spec.isUnlimited ? nil : spec
         }
         var grants: [PolicyDocument.GrantSpec] = []

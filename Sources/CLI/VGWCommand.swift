@@ -57,7 +57,8 @@ public enum VGWCommand {
                         "uninstall", summary: ManagementOperation.bundleUninstall.summary,
                         positionals: [providerArg, bundleArg]),
                     CommandSpec(
-                        "start", summary: ManagementOperation.bundleStart.summary, positionals: [providerArg, bundleArg]),
+                        "start", summary: ManagementOperation.bundleStart.summary,
+                        positionals: [providerArg, bundleArg]),
                     CommandSpec(
                         "stop", summary: ManagementOperation.bundleStop.summary, positionals: [providerArg, bundleArg]),
                     CommandSpec("list", summary: ManagementOperation.bundleList.summary, positionals: [providerArg]),
@@ -66,11 +67,18 @@ public enum VGWCommand {
                         positionals: [providerArg, bundleArg]),
                     CommandSpec(
                         "logs", summary: ManagementOperation.bundleLogs.summary, positionals: [providerArg, bundleArg],
-                        options: [.value("--lines", "-n", name: "n", help: "how many lines (default 100, at most 1000)")]),
+                        options: [
+                            .value("--lines", "-n", name: "n", help: "how many lines (default 100, at most 1000)")
+                        ]),
                     CommandSpec(
-                        "pack", summary: "build a bundle archive from a directory holding manifest.json (no daemon needed)",
+                        "pack",
+                        summary: "build a bundle archive from a directory holding manifest.json (no daemon needed)",
                         positionals: [PositionalSpec("directory", help: "the bundle's files")],
-                        options: [.value("--output", "-O", name: "file", help: "archive to write (default <name>-<version>.tar.gz)")]),
+                        options: [
+                            .value(
+                                "--output", "-O", name: "file",
+                                help: "archive to write (default <name>-<version>.tar.gz)")
+                        ]),
                 ]),
             CommandSpec(
                 "grant", summary: "share part of a provider's namespace with another provider",
@@ -88,7 +96,9 @@ public enum VGWCommand {
                         positionals: [PositionalSpec("id", help: "grant id, from vgw grant list")]),
                     CommandSpec(
                         "list", summary: ManagementOperation.grantList.summary,
-                        positionals: [PositionalSpec("provider", help: "only grants it gave or received", optional: true)]),
+                        positionals: [
+                            PositionalSpec("provider", help: "only grants it gave or received", optional: true)
+                        ]),
                 ]),
             CommandSpec(
                 "apply", summary: "make the gateway match a policy file (providers, clients, grants)",
@@ -111,7 +121,9 @@ public enum VGWCommand {
                 subcommands: [
                     CommandSpec(
                         "notify", summary: ManagementOperation.acctNotify.summary,
-                        positionals: [providerArg, PositionalSpec("kind", help: "event kind, 1 to 64 of a-z 0-9 . _ -")],
+                        positionals: [
+                            providerArg, PositionalSpec("kind", help: "event kind, 1 to 64 of a-z 0-9 . _ -"),
+                        ],
                         options: [
                             .value("--detail", name: "json", help: "a JSON object (at most 4 KiB encoded)"),
                             .value("--bundle", "-b", name: "name", help: "the bundle the event is about"),
@@ -286,7 +298,9 @@ public enum VGWCommand {
             guard FileManager.default.createFile(atPath: path, contents: Data(archive)) else {
                 throw VGWError(.io, "cannot write \(path)")
             }
-            out("wrote \(path) (\(archive.count) bytes): \(manifest.name) \(manifest.version), runs \(manifest.command)")
+            out(
+                "wrote \(path) (\(archive.count) bytes): \(manifest.name) \(manifest.version), runs \(manifest.command)"
+            )
             return 0
         } catch {
             err("error: \(message(of: error))")
@@ -463,7 +477,8 @@ enum Render {
             return Top.usage(result)
         case .bundleInstall:
             let verb = result["replaced"]?.boolValue == true ? "replaced" : "installed"
-            return "bundle \(result["name"]?.stringValue ?? "") \(result["version"]?.stringValue ?? "") \(verb) (\(result["state"]?.stringValue ?? ""))"
+            return
+                "bundle \(result["name"]?.stringValue ?? "") \(result["version"]?.stringValue ?? "") \(verb) (\(result["state"]?.stringValue ?? ""))"
         case .bundleUninstall:
             return "bundle \(result["name"]?.stringValue ?? "") uninstalled"
         case .bundleStart, .bundleStop:
@@ -481,20 +496,23 @@ enum Render {
                 : Table(headers: ["name", "version", "state", "desired", "restarts", "pid", "last exit"], rows: rows)
                     .render()
         case .grantCreate, .grantOffer:
-            return "grant \(result["id"]?.intValue ?? 0): \(result["grantee"]?.stringValue ?? "") may \(result["access"]?.stringValue ?? "") vgw/\(result["owner"]?.stringValue ?? "")/\(result["filter"]?.stringValue ?? "")"
+            return
+                "grant \(result["id"]?.intValue ?? 0): \(result["grantee"]?.stringValue ?? "") may \(result["access"]?.stringValue ?? "") vgw/\(result["owner"]?.stringValue ?? "")/\(result["filter"]?.stringValue ?? "")"
         case .grantRevoke:
             return "grant \(result["id"]?.intValue ?? 0) revoked"
         case .grantList:
             let rows = (result["grants"]?.arrayValue ?? []).map { g in
                 [
                     String(g["id"]?.intValue ?? 0), g["owner"]?.stringValue ?? "", g["grantee"]?.stringValue ?? "",
-                    "vgw/\(g["owner"]?.stringValue ?? "")/\(g["filter"]?.stringValue ?? "")", g["access"]?.stringValue ?? "",
+                    "vgw/\(g["owner"]?.stringValue ?? "")/\(g["filter"]?.stringValue ?? "")",
+                    g["access"]?.stringValue ?? "",
                 ]
             }
             return rows.isEmpty
                 ? "no grants" : Table(headers: ["id", "owner", "grantee", "topics", "access"], rows: rows).render()
         case .bundleIsAlive:
-            return "\(result["name"]?.stringValue ?? ""): \(result["alive"]?.boolValue == true ? "alive" : "not running")"
+            return
+                "\(result["name"]?.stringValue ?? ""): \(result["alive"]?.boolValue == true ? "alive" : "not running")"
         case .bundleLogs:
             return [
                 result["stdout"]?.stringValue.map { $0.isEmpty ? nil : "--- stdout\n" + $0 } ?? nil,

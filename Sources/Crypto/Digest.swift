@@ -1,5 +1,5 @@
-import Foundation
 import CSodium
+import Foundation
 
 /// Content digests (bundle archives are identified by theirs).
 public enum Digest {

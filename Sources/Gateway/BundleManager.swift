@@ -6,8 +6,8 @@ import Protocol
 import ResourceControl
 import Services
 import Store
-import Support
 import Supervisor
+import Support
 import Synchronization
 
 /// Installs, runs and removes providers' bundles: files on disk, a broker identity per
@@ -309,7 +309,9 @@ public final class BundleManager: Sendable {
             return
         }
         let identity = ClientIdentity(provider: provider, name: name)
-        try? await dynsec.execute([DynSecCommand("deleteClient", ["username": .string(identity.username)], tolerateFailure: true)])
+        try? await dynsec.execute([
+            DynSecCommand("deleteClient", ["username": .string(identity.username)], tolerateFailure: true)
+        ])
         _ = try? store.removeClient(provider: provider.rawValue, name: name.rawValue)
     }
 
@@ -427,7 +429,8 @@ public final class BundleManager: Sendable {
         ) { _, ours in ours }
         let credentials = uid(for: provider).map { (uid: $0, gid: gid_t($0)) }
         return ServiceSpec(
-            id: ServiceID(provider: record.provider, bundle: record.name), executable: base + "/app/" + manifest.command,
+            id: ServiceID(provider: record.provider, bundle: record.name),
+            executable: base + "/app/" + manifest.command,
             arguments: manifest.args, environment: environment, workingDirectory: base + "/app",
             logDirectory: base + "/logs", restart: RestartPolicy(rawValue: manifest.restart.rawValue) ?? .onFailure,
             credentials: credentials)

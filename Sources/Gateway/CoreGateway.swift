@@ -247,14 +247,16 @@ public actor CoreGateway {
                 }
                 return number
             }
-            let quota = Quota(messagesPerSecond: try rate("messagesPerSecond"), bytesPerSecond: try rate("bytesPerSecond"))
+            let quota = Quota(
+                messagesPerSecond: try rate("messagesPerSecond"), bytesPerSecond: try rate("bytesPerSecond"))
             guard let meter else {
                 throw VGWError(.unavailable, "quotas need the metering plugin (libvgw_meter.so), which is not loaded")
             }
             try await meter.setQuota(
                 provider: provider.rawValue, messagesPerSecond: quota.messagesPerSecond,
                 bytesPerSecond: quota.bytesPerSecond)
-            try store.setSetting("quota." + provider.rawValue, String(decoding: try JSONCoding.encoder.encode(quota), as: UTF8.self))
+            try store.setSetting(
+                "quota." + provider.rawValue, String(decoding: try JSONCoding.encoder.encode(quota), as: UTF8.self))
             return try JSONValue(encoding: quota)
         case .quotaGet:
             try args.allowOnly(["provider"])
@@ -383,7 +385,8 @@ public actor CoreGateway {
             else { continue }
             do {
                 try await meter.setQuota(
-                    provider: record.id, messagesPerSecond: quota.messagesPerSecond, bytesPerSecond: quota.bytesPerSecond)
+                    provider: record.id, messagesPerSecond: quota.messagesPerSecond,
+                    bytesPerSecond: quota.bytesPerSecond)
             } catch {
                 logger.warning("cannot set a quota in the broker", ["provider": record.id, "error": "\(error)"])
             }
@@ -484,7 +487,8 @@ public actor CoreGateway {
     public func publishAllStatus() async {
         do {
             for record in try store.providers() { await publishState(record) }
-            await publishGrants(for: try store.providers().compactMap { ProviderID(rawValue: $0.id) }, grants: try store.grants())
+            await publishGrants(
+                for: try store.providers().compactMap { ProviderID(rawValue: $0.id) }, grants: try store.grants())
         } catch {
             logger.error("cannot read providers to publish their status", ["error": "\(error)"])
         }
@@ -530,7 +534,8 @@ public actor CoreGateway {
     }
 
     private func summary(_ record: ProviderRecord, clients: Int) -> ProviderSummary {
-        ProviderSummary(provider: record.id, state: record.state.rawValue, createdAt: record.createdAt, clients: clients)
+        ProviderSummary(
+            provider: record.id, state: record.state.rawValue, createdAt: record.createdAt, clients: clients)
     }
 
     private func detail(_ record: ProviderRecord) throws -> ProviderDetail {

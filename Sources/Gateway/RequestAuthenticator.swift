@@ -25,7 +25,9 @@ public struct RequestAuthenticator: Sendable {
     let homeID: String
     let now: @Sendable () -> Int64
 
-    public init(store: Store, homeID: String, now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
+    public init(
+        store: Store, homeID: String, now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
+    ) {
         self.store = store
         self.homeID = homeID
         self.now = now

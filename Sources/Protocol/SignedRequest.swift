@@ -22,7 +22,8 @@ public struct SignedRequest: Sendable, Codable, Equatable {
         /// Ed25519 over `signedBytes`, base64.
         public var signature: String
 
-        public init(home: String, provider: String, timestamp: Int64, expires: Int64, nonce: String, signature: String) {
+        public init(home: String, provider: String, timestamp: Int64, expires: Int64, nonce: String, signature: String)
+        {
             self.home = home
             self.provider = provider
             self.timestamp = timestamp

@@ -15,7 +15,10 @@ extension Store {
             let seconds = Date().timeIntervalSince1970
             try db.execute(
                 "INSERT INTO grants (owner, grantee, filter, access, created_at) VALUES (?, ?, ?, ?, ?)",
-                [.text(owner.rawValue), .text(grantee.description), .text(filter), .text(access.rawValue), .real(seconds)])
+                [
+                    .text(owner.rawValue), .text(grantee.description), .text(filter), .text(access.rawValue),
+                    .real(seconds),
+                ])
             let id = try db.query("SELECT last_insert_rowid()")[0].int(0)
             return Grant(
                 id: id, owner: owner, grantee: grantee, filter: filter, access: access,
@@ -54,7 +57,8 @@ extension Store {
                 "SELECT id, owner, grantee, filter, access, created_at FROM grants WHERE owner = ? OR grantee = ?",
                 [.text(provider.rawValue), .text(provider.rawValue)])
             try db.execute(
-                "DELETE FROM grants WHERE owner = ? OR grantee = ?", [.text(provider.rawValue), .text(provider.rawValue)])
+                "DELETE FROM grants WHERE owner = ? OR grantee = ?",
+                [.text(provider.rawValue), .text(provider.rawValue)])
             return try rows.map(Self.grantRecord)
         }
     }

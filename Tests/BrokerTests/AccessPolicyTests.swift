@@ -15,7 +15,9 @@ import Testing
     @Test func providerRoleCoversOnlyItsOwnTrees() {
         let topics = Set(AccessPolicy.providerACLs(a).map(\.topic))
         #expect(topics == ["vgw/a/#", "$share/+/vgw/a/#", "mgmt/a/req", "mgmt/a/res/#", "status/a/#"])
-        #expect(!AccessPolicy.providerACLs(a).contains { $0.acltype == .publishClientSend && $0.topic.hasPrefix("status/") })
+        #expect(
+            !AccessPolicy.providerACLs(a).contains { $0.acltype == .publishClientSend && $0.topic.hasPrefix("status/") }
+        )
     }
 
     @Test func grantsAddExactlyTheirACLsToTheGranteesOnly() {

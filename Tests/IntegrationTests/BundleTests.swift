@@ -37,7 +37,9 @@ struct BundleTests {
             #expect(installed["name"] == "talker" && installed["replaced"] == false)
             let running = try await gw.waitForBundle("acme", "talker", state: "running")
             let pid = try #require(running["pid"]?.intValue)
-            #expect(try await seen.message(on: "vgw/acme/talker/hello", timeout: .seconds(10)).payloadString == "1.0.0 \(pid)")
+            #expect(
+                try await seen.message(on: "vgw/acme/talker/hello", timeout: .seconds(10)).payloadString
+                    == "1.0.0 \(pid)")
             #expect(kill(pid_t(pid), 0) == 0)
             // It runs as the provider's own uid, not as root, and cannot read the store.
             if getuid() == 0 {
@@ -100,7 +102,8 @@ struct BundleTests {
         ).path
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let port = try Ports.freePort(host: "127.0.0.1")
-        let firstPid = try await GatewayFixture.run(directory: directory, port: port, configure: Self.fastRestarts) { gw in
+        let firstPid = try await GatewayFixture.run(directory: directory, port: port, configure: Self.fastRestarts) {
+            gw in
             try await gw.createProvider("acme")
             _ = try await gw.install("acme", try TestBundles.talker(name: "keeper"))
             _ = try await gw.install("acme", try TestBundles.talker(name: "idle"), start: false)
@@ -154,7 +157,8 @@ struct BundleTests {
             #expect(try await gw.bundleCall("bundle.isAlive", "a", "secret")["alive"] == true)
             // b manages its own through its own topic.
             let installed = try await b.call(
-                "bundle.install", ["archive": .string(Base64.encode(try TestBundles.talker(name: "mine"))), "start": true])
+                "bundle.install",
+                ["archive": .string(Base64.encode(try TestBundles.talker(name: "mine"))), "start": true])
             #expect(installed["provider"] == "b")
             await b.close()
         }
@@ -185,7 +189,8 @@ struct BundleTests {
             _ = try await gw.install("attacker", probe)
             _ = try await gw.waitForBundle("attacker", "probe", state: "exited")
             let output = try await gw.bundleCall("bundle.logs", "attacker", "probe")["stdout"]?.stringValue ?? ""
-            #expect(!output.contains("READ") && !output.contains("LISTED") && !output.contains("SIGNALLED"), "\(output)")
+            #expect(
+                !output.contains("READ") && !output.contains("LISTED") && !output.contains("SIGNALLED"), "\(output)")
             #expect(output.components(separatedBy: "denied").count == 9, "\(output)")
             #expect(output.contains("wrote own state"))
         }
@@ -205,17 +210,61 @@ struct BundleTests {
             }
             let manifest = Array(#"{"name":"evil","version":"1","command":"run.sh"}"#.utf8)
             let cases: [(String, [UInt8], VGWError.Code)] = [
-                ("dot-dot", try archive { $0.addFile("manifest.json", contents: manifest); $0.addFile("../escape", contents: [1]) }, .invalidBundle),
-                ("absolute", try archive { $0.addFile("manifest.json", contents: manifest); $0.addFile("/etc/evil", contents: [1]) }, .invalidBundle),
-                ("symlink", try archive { $0.addFile("manifest.json", contents: manifest); $0.addSymlink("run.sh", target: "/etc/passwd") }, .invalidBundle),
-                ("hardlink", try archive { $0.addFile("manifest.json", contents: manifest); $0.addHardLink("run.sh", target: "/etc/passwd") }, .invalidBundle),
-                ("device", try archive { $0.addFile("manifest.json", contents: manifest); $0.addCharacterDevice("run.sh") }, .invalidBundle),
+                (
+                    "dot-dot",
+                    try archive {
+                        $0.addFile("manifest.json", contents: manifest)
+                        $0.addFile("../escape", contents: [1])
+                    }, .invalidBundle
+                ),
+                (
+                    "absolute",
+                    try archive {
+                        $0.addFile("manifest.json", contents: manifest)
+                        $0.addFile("/etc/evil", contents: [1])
+                    }, .invalidBundle
+                ),
+                (
+                    "symlink",
+                    try archive {
+                        $0.addFile("manifest.json", contents: manifest)
+                        $0.addSymlink("run.sh", target: "/etc/passwd")
+                    }, .invalidBundle
+                ),
+                (
+                    "hardlink",
+                    try archive {
+                        $0.addFile("manifest.json", contents: manifest)
+                        $0.addHardLink("run.sh", target: "/etc/passwd")
+                    }, .invalidBundle
+                ),
+                (
+                    "device",
+                    try archive {
+                        $0.addFile("manifest.json", contents: manifest)
+                        $0.addCharacterDevice("run.sh")
+                    }, .invalidBundle
+                ),
                 ("no manifest", try archive { $0.addFile("run.sh", contents: [1], mode: 0o755) }, .invalidBundle),
-                ("bad manifest", try archive { $0.addFile("manifest.json", contents: Array("{nope".utf8)) }, .invalidBundle),
-                ("command outside", try archive {
-                    $0.addFile("manifest.json", contents: Array(#"{"name":"evil","version":"1","command":"../../bin/sh"}"#.utf8))
-                }, .invalidBundle),
-                ("bomb", try archive { $0.addFile("manifest.json", contents: manifest); $0.addZeroFile("run.sh", size: 50 << 20) }, .tooLarge),
+                (
+                    "bad manifest", try archive { $0.addFile("manifest.json", contents: Array("{nope".utf8)) },
+                    .invalidBundle
+                ),
+                (
+                    "command outside",
+                    try archive {
+                        $0.addFile(
+                            "manifest.json",
+                            contents: Array(#"{"name":"evil","version":"1","command":"../../bin/sh"}"#.utf8))
+                    }, .invalidBundle
+                ),
+                (
+                    "bomb",
+                    try archive {
+                        $0.addFile("manifest.json", contents: manifest)
+                        $0.addZeroFile("run.sh", size: 50 << 20)
+                    }, .tooLarge
+                ),
                 ("over the limit", Array(repeating: 0x1f, count: 300 * 1024), .tooLarge),
                 ("not gzip", Array("hello".utf8), .invalidBundle),
             ]

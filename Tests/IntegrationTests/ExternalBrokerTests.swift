@@ -55,7 +55,8 @@ struct ExternalBrokerTests {
             let ctrl = [
                 "-p", String(broker.port), "-u", BrokerFixture.adminUser, "-P", BrokerFixture.adminPassword, "dynsec",
             ]
-            #expect(try await BrokerFixture.runTool("mosquitto_ctrl", ctrl + ["createRole", "vgw-stale"]) == .exited(0))
+            #expect(
+                try await BrokerFixture.runTool("mosquitto_ctrl", ctrl + ["createRole", "vgw-stale"]) == .exited(0))
             for client in ["stale.x", "someone.else"] {
                 #expect(
                     try await BrokerFixture.runTool("mosquitto_ctrl", ctrl + ["createClient", client, "-p", "pw"])

@@ -105,7 +105,12 @@ final class Counter: Sendable {
         self.target = target
         state = Mutex(already)
     }
-    func hit() -> Bool { state.withLock { $0 += 1; return $0 >= target } }
+    func hit() -> Bool {
+        state.withLock {
+            $0 += 1
+            return $0 >= target
+        }
+    }
 }
 
 /// Collects what a client receives, so a test can say "nothing arrived before the sentinel".

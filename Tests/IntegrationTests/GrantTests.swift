@@ -3,8 +3,8 @@ import Gateway
 import MQTT
 import Protocol
 import Support
-import TestSupport
 import Synchronization
+import TestSupport
 import Testing
 
 /// Cooperation between providers: explicit grants, effective at once, revocable at once.
@@ -141,8 +141,12 @@ struct GrantTests {
             let c = try await gw.providerManagement(try await gw.addClient("c", "app"))
             #expect(try await c.call("grant.list")["grants"] == [])
             #expect(try await b.send("grant.revoke", ["id": .number(Double(id))]).error?.code == .notFound)
-            #expect(try await b.send("grant.offer", ["provider": "a", "grantee": "b", "filter": "#"]).error?.code == .notFound)
-            #expect(try await b.send("grant.create", ["owner": "a", "grantee": "b", "filter": "#"]).error?.code == .unknownOp)
+            #expect(
+                try await b.send("grant.offer", ["provider": "a", "grantee": "b", "filter": "#"]).error?.code
+                    == .notFound)
+            #expect(
+                try await b.send("grant.create", ["owner": "a", "grantee": "b", "filter": "#"]).error?.code
+                    == .unknownOp)
             _ = try await a.call("grant.revoke", ["id": .number(Double(id))])
             #expect(try await gw.admin.call("grant.list")["grants"] == [])
             await a.close()

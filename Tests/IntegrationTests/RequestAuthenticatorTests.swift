@@ -27,7 +27,8 @@ import Testing
 
     @Test func aGoodRequestPassesOnceAndOnlyOnce() async throws {
         try await withAuthenticator { auth, keys, path in
-            let signed = try RequestAuthenticator.sign(request, home: "home-1", provider: "acme", keys: keys, now: Self.now)
+            let signed = try RequestAuthenticator.sign(
+                request, home: "home-1", provider: "acme", keys: keys, now: Self.now)
             #expect(try auth.verify(try envelope(signed), target: "acme") == request)
             #expect(throws: VGWError(RequestAuthenticator.replayed, "this request was already received")) {
                 try auth.verify(try envelope(signed), target: "acme")
@@ -51,24 +52,29 @@ import Testing
                 }
             }
             let forger = try Ed25519.KeyPair.generate()
-            let forged = try RequestAuthenticator.sign(request, home: "home-1", provider: "acme", keys: forger, now: Self.now)
+            let forged = try RequestAuthenticator.sign(
+                request, home: "home-1", provider: "acme", keys: forger, now: Self.now)
             #expect(code(try envelope(forged)) == RequestAuthenticator.badSignature)
 
-            var tampered = try RequestAuthenticator.sign(request, home: "home-1", provider: "acme", keys: keys, now: Self.now)
+            var tampered = try RequestAuthenticator.sign(
+                request, home: "home-1", provider: "acme", keys: keys, now: Self.now)
             tampered.request = Base64.encode(Array(#"{"id":"1","op":"bundle.uninstall","replyTo":"r"}"#.utf8))
             #expect(code(try envelope(tampered)) == RequestAuthenticator.badSignature)
 
-            let otherHome = try RequestAuthenticator.sign(request, home: "home-2", provider: "acme", keys: keys, now: Self.now)
+            let otherHome = try RequestAuthenticator.sign(
+                request, home: "home-2", provider: "acme", keys: keys, now: Self.now)
             #expect(code(try envelope(otherHome)) == RequestAuthenticator.wrongHome)
 
-            let mine = try RequestAuthenticator.sign(request, home: "home-1", provider: "acme", keys: keys, now: Self.now)
+            let mine = try RequestAuthenticator.sign(
+                request, home: "home-1", provider: "acme", keys: keys, now: Self.now)
             #expect(code(try envelope(mine), target: "other") == RequestAuthenticator.wrongProvider)
 
             let stale = try RequestAuthenticator.sign(
                 request, home: "home-1", provider: "acme", keys: keys, validFor: 60, now: Self.now - 3600)
             #expect(code(try envelope(stale)) == RequestAuthenticator.expired)
 
-            let unknown = try RequestAuthenticator.sign(request, home: "home-1", provider: "ghost", keys: keys, now: Self.now)
+            let unknown = try RequestAuthenticator.sign(
+                request, home: "home-1", provider: "ghost", keys: keys, now: Self.now)
             #expect(code(try envelope(unknown), target: "ghost") == RequestAuthenticator.unauthenticated)
 
             #expect(code(request) == RequestAuthenticator.unauthenticated)

@@ -82,7 +82,10 @@ struct ServiceSupervisorTests {
             let changes = Changes()
             let supervisor = ServiceSupervisor(hooks: .init(changed: { changes.record($0) }), tuning: Self.tuning())
             await supervisor.start(
-                Self.spec(dir, "trap '' TERM; sleep 60 & echo $! > \(dir.path)/child.tmp; mv \(dir.path)/child.tmp \(dir.path)/child; wait", restart: .always))
+                Self.spec(
+                    dir,
+                    "trap '' TERM; sleep 60 & echo $! > \(dir.path)/child.tmp; mv \(dir.path)/child.tmp \(dir.path)/child; wait",
+                    restart: .always))
             let running = try #require(await changes.wait(for: .running))
             let pid = try #require(running.pid)
             let deadline = ContinuousClock.now + .seconds(5)
