@@ -48,8 +48,11 @@ let package = Package(
                 "Supervisor", "Support",
             ],
             swiftSettings: strict),
+        // The provider's side of remote management: signing, fleet fan-out through the cloud.
+        .target(name: "Fleet", dependencies: ["Crypto", "MQTT", "Protocol", "Support"], swiftSettings: strict),
         .target(
-            name: "CLI", dependencies: ["Broker", "BundleFormat", "Crypto", "Gateway", "MQTT", "Protocol", "Support"],
+            name: "CLI",
+            dependencies: ["Broker", "BundleFormat", "Crypto", "Fleet", "Gateway", "MQTT", "Protocol", "Support"],
             swiftSettings: strict),
         .executableTarget(name: "vgwd", dependencies: ["CLI"], swiftSettings: strict),
         .executableTarget(name: "vgw", dependencies: ["CLI"], swiftSettings: strict),
@@ -80,7 +83,7 @@ let package = Package(
         .testTarget(name: "SupervisorTests", dependencies: ["Supervisor", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "BrokerTests", dependencies: ["Broker", "TestSupport"], swiftSettings: strict),
         .testTarget(
-            name: "IntegrationTests", dependencies: ["CLI", "Gateway", "MQTT", "Protocol", "TestSupport"],
+            name: "IntegrationTests", dependencies: ["CLI", "Fleet", "Gateway", "MQTT", "Protocol", "TestSupport"],
             swiftSettings: strict),
     ]
 )

@@ -1,4 +1,5 @@
 import Crypto
+import Fleet
 import Foundation
 import Gateway
 import Protocol
@@ -27,7 +28,7 @@ import Testing
 
     @Test func aGoodRequestPassesOnceAndOnlyOnce() async throws {
         try await withAuthenticator { auth, keys, path in
-            let signed = try RequestAuthenticator.sign(
+            let signed = try RequestSigner.sign(
                 request, home: "home-1", provider: "acme", keys: keys, now: Self.now)
             #expect(try auth.verify(try envelope(signed), target: "acme") == request)
             #expect(throws: VGWError(RequestAuthenticator.replayed, "this request was already received")) {
@@ -36,7 +37,7 @@ import Testing
             // The nonce cache is in the store: a restarted daemon refuses the replay too.
             let restarted = RequestAuthenticator(store: try Store(path: path), homeID: "home-1", now: { Self.now })
             #expect(throws: (any Error).self) { try restarted.verify(try envelope(signed), target: "acme") }
-            let all = try RequestAuthenticator.sign(request, home: "all", provider: "acme", keys: keys, now: Self.now)
+            let all = try RequestSigner.sign(request, home: "all", provider: "acme", keys: keys, now: Self.now)
             #expect(try auth.verify(try envelope(all), target: "acme") == request)
         }
     }
@@ -52,28 +53,28 @@ import Testing
                 }
             }
             let forger = try Ed25519.KeyPair.generate()
-            let forged = try RequestAuthenticator.sign(
+            let forged = try RequestSigner.sign(
                 request, home: "home-1", provider: "acme", keys: forger, now: Self.now)
             #expect(code(try envelope(forged)) == RequestAuthenticator.badSignature)
 
-            var tampered = try RequestAuthenticator.sign(
+            var tampered = try RequestSigner.sign(
                 request, home: "home-1", provider: "acme", keys: keys, now: Self.now)
             tampered.request = Base64.encode(Array(#"{"id":"1","op":"bundle.uninstall","replyTo":"r"}"#.utf8))
             #expect(code(try envelope(tampered)) == RequestAuthenticator.badSignature)
 
-            let otherHome = try RequestAuthenticator.sign(
+            let otherHome = try RequestSigner.sign(
                 request, home: "home-2", provider: "acme", keys: keys, now: Self.now)
             #expect(code(try envelope(otherHome)) == RequestAuthenticator.wrongHome)
 
-            let mine = try RequestAuthenticator.sign(
+            let mine = try RequestSigner.sign(
                 request, home: "home-1", provider: "acme", keys: keys, now: Self.now)
             #expect(code(try envelope(mine), target: "other") == RequestAuthenticator.wrongProvider)
 
-            let stale = try RequestAuthenticator.sign(
+            let stale = try RequestSigner.sign(
                 request, home: "home-1", provider: "acme", keys: keys, validFor: 60, now: Self.now - 3600)
             #expect(code(try envelope(stale)) == RequestAuthenticator.expired)
 
-            let unknown = try RequestAuthenticator.sign(
+            let unknown = try RequestSigner.sign(
                 request, home: "home-1", provider: "ghost", keys: keys, now: Self.now)
             #expect(code(try envelope(unknown), target: "ghost") == RequestAuthenticator.unauthenticated)
 
