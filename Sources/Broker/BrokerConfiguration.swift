@@ -29,6 +29,8 @@ public struct BrokerConfiguration: Sendable, Equatable {
     /// The metering and quota plugin (libvgw_meter.so), loaded before dynamic security;
     /// nil runs the broker without it.
     public var meterPlugin: String?
+    /// The bridge to the cloud broker, if this home is part of a fleet.
+    public var bridge: CloudBridge?
     public var allowAnonymous: Bool
     public var persistence: Bool
     /// The largest MQTT packet accepted, in bytes; bundles need megabytes. It bounds the
@@ -124,6 +126,7 @@ public struct BrokerConfiguration: Sendable, Equatable {
         for listener in listeners {
             lines.append("listener \(listener.port) \(listener.host)")
         }
+        if let bridge { lines += bridge.render() }
         return lines.joined(separator: "\n") + "\n"
     }
 }

@@ -467,7 +467,7 @@ enum Render {
                 "\(result["provider"]?.stringValue ?? ""): \(result["alive"]?.boolValue == true ? "alive" : "stopped")"
         case .clientRemove:
             return "client \(result["provider"]?.stringValue ?? "").\(result["name"]?.stringValue ?? "") removed"
-        case .vgwShow, .gatewayStatus, .quotaSet, .quotaGet:
+        case .vgwShow, .gatewayStatus, .quotaSet, .quotaGet, .securitySetCredential, .securityChallenge:
             return keyValues(result)
         case .perfGet:
             return Top.perf(result)

@@ -35,6 +35,8 @@ public actor CoreGateway {
     let trafficSource: TrafficSource
     /// The broker's metering plugin (quotas); nil when it is not loaded.
     let meter: MeterClient?
+    /// Outstanding key-possession challenges, by provider (5 minutes each).
+    private var challenges: [String: (challenge: String, expires: ContinuousClock.Instant)] = [:]
     /// Recent CPU samples per provider, for `perf.get`'s window (see `PerfHistory`).
     var perfHistory: [String: PerfHistory] = [:]
     /// The periodic sampler (`startSampler`), cancelled by `stopSampler`.
@@ -263,6 +265,34 @@ public actor CoreGateway {
             let provider = try target()
             _ = try existing(provider)
             return try JSONValue(encoding: try quota(of: provider))
+        case .securitySetCredential:
+            try args.allowOnly(["provider", "publicKey"])
+            let owner = try keyOwner(args)
+            guard let key = Base64.decode(try args.string("publicKey")), key.count == Ed25519.publicKeyBytes else {
+                throw VGWError(.invalidArgument, "argument publicKey must be a base64 ed25519 public key (32 bytes)")
+            }
+            try RequestAuthenticator(store: store, homeID: homeID).register(publicKey: key, for: owner)
+            return ["provider": .string(owner), "registered": true]
+        case .securityChallenge:
+            try args.allowOnly(["provider", "challenge", "signature"])
+            let owner = try keyOwner(args)
+            guard let key = try RequestAuthenticator(store: store, homeID: homeID).publicKey(of: owner) else {
+                throw VGWError(.notFound, "no key registered for \(owner)")
+            }
+            guard let signatureText = try args.optionalString("signature") else {
+                // Step one: a fresh challenge to sign.
+                let challenge = Base64.encode(try SecureRandom.bytes(32))
+                challenges[owner] = (challenge, ContinuousClock.now + .seconds(300))
+                return ["provider": .string(owner), "challenge": .string(challenge)]
+            }
+            // Step two: the signature over the challenge, by the registered key.
+            guard let pending = challenges.removeValue(forKey: owner), pending.expires > ContinuousClock.now,
+                try args.string("challenge") == pending.challenge
+            else { throw VGWError(.notFound, "no outstanding challenge for \(owner); ask for one first") }
+            guard let signature = Base64.decode(signatureText),
+                Ed25519.verify(signature: signature, message: Array(pending.challenge.utf8), publicKey: key)
+            else { throw VGWError(RequestAuthenticator.badSignature, "the signature does not match \(owner)'s key") }
+            return ["provider": .string(owner), "verified": true]
         case .grantList:
             try args.allowOnly(["provider"])
             let viewer = try scoped ?? args.optionalProvider()
@@ -365,6 +395,13 @@ public actor CoreGateway {
         _ = try store.removeClient(provider: provider.rawValue, name: name.rawValue)
         await publishState(record)
         return ["provider": .string(provider.rawValue), "name": .string(name.rawValue), "removed": true]
+    }
+
+    /// Whose key: a provider that exists, or `core` (the operator's own key).
+    private func keyOwner(_ args: Arguments) throws -> String {
+        let name = try args.string("provider")
+        if name == ProviderID.core.rawValue { return name }
+        return try existing(try ProviderID(name)).id
     }
 
     // MARK: Quotas

@@ -1,3 +1,4 @@
+import Broker
 import Foundation
 import Services
 import Support
@@ -19,6 +20,9 @@ public struct GatewayConfiguration: Sendable {
     /// The metering plugin (per-provider traffic and quotas); nil looks beside the
     /// executable, then in /usr/local/lib/vgw. Not found: the gateway runs without it.
     public var meterPlugin: String?
+    /// The bridge to the cloud broker (remote management); nil for a stand-alone home.
+    /// Its `homeID` is replaced by this configuration's.
+    public var cloud: CloudBridge?
     /// Largest bundle archive accepted by `bundle.install`.
     public var maxBundleBytes: Int = 16 << 20
     /// Services of the n-th provider run as uid (and gid) `serviceUIDBase + n` when vgwd

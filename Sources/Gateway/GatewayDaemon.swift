@@ -71,10 +71,15 @@ public final class GatewayDaemon: Sendable {
             if meterPlugin == nil {
                 logger.warning("metering plugin libvgw_meter.so not found: no traffic figures, no quotas")
             }
-            let brokerConfiguration = BrokerConfiguration(
+            var brokerConfiguration = BrokerConfiguration(
                 host: configuration.host, port: port, directory: directory.brokerDirectory,
                 mosquittoPath: configuration.mosquittoPath, maxPacketBytes: configuration.maxPacketBytes,
                 meterPlugin: meterPlugin)
+            brokerConfiguration.bridge = configuration.cloud.map { cloud in
+                var bridge = cloud
+                bridge.homeID = configuration.homeID
+                return bridge
+            }
             metered = meterPlugin != nil
             let dynsecFile = brokerConfiguration.dynsecFile
             let owner = brokerConfiguration.brokerUserOwner
@@ -132,6 +137,7 @@ public final class GatewayDaemon: Sendable {
             }, meter: meter)
         var tasks: [Task<Void, Never>] = []
         let (requests, requestSink) = AsyncStream.makeStream(of: MQTTMessage.self)
+        let authenticator = RequestAuthenticator(store: store, homeID: configuration.homeID)
         let limits = RequestLimits(
             maxRequestBytes: configuration.maxRequestBytes, maxArchiveBytes: configuration.maxBundleBytes)
         // The reader never waits on the gateway: dynsec answers go straight to their
@@ -155,7 +161,9 @@ public final class GatewayDaemon: Sendable {
                             return increases
                         }
                         if !denied.isEmpty { Task { await gateway.recordQuotaDenials(denied) } }
-                    } else if Topics.requestTarget(of: message.topic) != nil {
+                    } else if Topics.requestTarget(of: message.topic) != nil
+                        || FleetTopics.localRequestTarget(of: message.topic) != nil
+                    {
                         requestSink.yield(message)
                     }
                 }
@@ -164,6 +172,12 @@ public final class GatewayDaemon: Sendable {
         tasks.append(
             Task {
                 for await message in requests {
+                    if let target = FleetTopics.localRequestTarget(of: message.topic) {
+                        await Self.serveRemote(
+                            message, target: target, authenticator: authenticator, gateway: gateway, limits: limits,
+                            client: client, logger: logger)
+                        continue
+                    }
                     guard let target = Topics.requestTarget(of: message.topic) else { continue }
                     let (response, replyTo) = await gateway.handle(
                         payload: message.payload, target: target, limits: limits)
@@ -192,6 +206,7 @@ public final class GatewayDaemon: Sendable {
                 try await Self.subscribe(client, MeterTopics.stats)
             }
             try await Self.subscribe(client, Topics.allRequests)
+            try await Self.subscribe(client, FleetTopics.allLocalRequests)
         } catch {
             for task in tasks { task.cancel() }
             await client.disconnect()
@@ -392,6 +407,40 @@ public final class GatewayDaemon: Sendable {
         }
         await gateway.publishAllStatus()
         await gateway.pushQuotas()
+    }
+
+    /// A request that came through the cloud: it must carry a valid signature for this home
+    /// and this endpoint, once; then it is served like a local one, and answered on
+    /// `remote/mgmt/<target>/res/<replyTo>` (bridged out to the cloud).
+    private static func serveRemote(
+        _ message: MQTTMessage, target: String, authenticator: RequestAuthenticator, gateway: CoreGateway,
+        limits: RequestLimits, client: MQTTClient, logger: Logger
+    ) async {
+        let response: Response
+        var replyTo: String?
+        do {
+            let inner = try authenticator.verify(message.payload, target: target)
+            let handled = await gateway.handle(payload: inner, target: target, limits: limits)
+            response = handled.0
+            replyTo = handled.replyTo
+        } catch {
+            let error = VGWError.wrap(error, .internalError, "cannot verify the request")
+            logger.warning("refused a remote request", ["target": target, "code": error.code, "error": error.message])
+            // The reply level and id are read from the envelope's request even though it is
+            // refused: a reply level is one topic level of this endpoint, nothing more.
+            let inner = (try? JSONCoding.decoder.decode(SignedRequest.self, from: Data(message.payload)))
+                .flatMap { Base64.decode($0.request) }
+                .flatMap { try? JSONCoding.decoder.decode(JSONValue.self, from: Data($0)) }
+            replyTo = inner?["replyTo"]?.stringValue.flatMap { Request.isValidReplyTo($0) ? $0 : nil }
+            let id = inner?["id"]?.stringValue
+            response = Response.failure(id: id, error: error, home: authenticator.homeID)
+        }
+        let topic = FleetTopics.localResponse(provider: target, replyTo: replyTo ?? "_errors")
+        do {
+            try await client.publish(topic: topic, payload: try response.encoded(), qos: .atMostOnce)
+        } catch {
+            logger.warning("cannot publish a remote response", ["topic": topic, "error": "\(error)"])
+        }
     }
 
     /// Answers on `mgmt/<target>/res/<replyTo>`; a request too broken to name its reply

@@ -22,7 +22,7 @@ public struct RequestAuthenticator: Sendable {
     public static let skew: Int64 = 300
 
     let store: Store
-    let homeID: String
+    public let homeID: String
     let now: @Sendable () -> Int64
 
     public init(

@@ -28,6 +28,8 @@ public enum ManagementOperation: String, Sendable, CaseIterable, Codable {
     case acctUsage = "acct.usage"
     case quotaSet = "quota.set"
     case quotaGet = "quota.get"
+    case securitySetCredential = "security.setCredential"
+    case securityChallenge = "security.challenge"
 
     /// Where an op is served: on `mgmt/core/req` only, or also on `mgmt/<p>/req` where the
     /// provider is implied by the topic (the provider's view is a strict subset).
@@ -72,6 +74,8 @@ public enum ManagementOperation: String, Sendable, CaseIterable, Codable {
         case .acctUsage: "a provider's accounting events and service usage time"
         case .quotaSet: "set a provider's message rate and bandwidth quota (0 = unlimited)"
         case .quotaGet: "a provider's quota"
+        case .securitySetCredential: "register a provider's (or the operator's, core) Ed25519 public key"
+        case .securityChallenge: "prove that a provider holds the key registered for it"
         }
     }
 }

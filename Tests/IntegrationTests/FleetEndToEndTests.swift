@@ -1,0 +1,238 @@
+import Broker
+import BundleFormat
+import Crypto
+import Fleet
+import Foundation
+import Gateway
+import MQTT
+import Protocol
+import Support
+import Synchronization
+import TestSupport
+import Testing
+
+/// A cloud broker and three homes (each a real broker and vgwd) on loopback: signed
+/// requests through the bridges, refusals with distinct codes, a home offline and back.
+@Suite(.serialized, .timeLimit(.minutes(4)))
+struct FleetEndToEndTests {
+    static let homes = ["h1", "h2", "h3"]
+
+    /// The cloud ACLs of docs/fleet.md: each home its own subtree, each provider its own endpoint.
+    static var cloudUsers: [BrokerFixture.User] {
+        homes.map { home in
+            BrokerFixture.User(
+                "home.\(home)", password: "pw-\(home)",
+                acls: ACL.read("fleet/\(home)/mgmt/+/req") + ACL.read("fleet/all/mgmt/+/req")
+                    + [
+                        ACL(.publishClientSend, "fleet/\(home)/mgmt/+/res/#"),
+                        ACL(.publishClientSend, "fleet/\(home)/status/#"),
+                        ACL(.publishClientSend, "fleet/\(home)/vgw/+/export/#"),
+                    ])
+        } + ["acme", "evil"].map { provider in
+            BrokerFixture.User(
+                "provider.\(provider)", password: "pw-\(provider)",
+                acls: [ACL(.publishClientSend, "fleet/+/mgmt/\(provider)/req")]
+                    + ACL.read("fleet/+/mgmt/\(provider)/res/#") + ACL.read("fleet/+/status/\(provider)/#"))
+        } + [
+            // A cloud with no ACLs to speak of: the homes' signature checks must hold alone.
+            BrokerFixture.User(
+                "wide.open", password: "pw-open", acls: ACL.readWrite("fleet/#"))
+        ]
+    }
+
+    /// Signs and sends one request to `home` (or all) and gathers the answers by home.
+    final class Sender: Sendable {
+        let client: MQTTClient
+        let inbox: Inbox
+        let replyTo: String
+
+        init(port: UInt16, username: String, password: String) async throws {
+            client = try await MQTTClient.connected(
+                MQTTConfiguration(
+                    port: Int(port), clientID: "\(username)-\(UUID().uuidString.prefix(6))", username: username,
+                    password: password, protocolVersion: .v311, reconnect: false))
+            inbox = Inbox(client)
+            replyTo = "t" + String(UUID().uuidString.prefix(8))
+        }
+
+        func listen(provider: String) async throws -> UInt8 {
+            try await client.subscribe(FleetTopics.responses(provider: provider, replyTo: replyTo), qos: .atMostOnce)
+        }
+
+        func request(_ op: String, _ args: [String: JSONValue] = [:]) throws -> (id: String, bytes: [UInt8]) {
+            let id = UUID().uuidString
+            return (id, try Request(id: id, op: op, args: args, replyTo: replyTo).encoded())
+        }
+
+        func send(_ envelope: SignedRequest, home: String, endpoint: String) async throws {
+            try await client.publish(
+                topic: FleetTopics.request(home: home, provider: endpoint),
+                payload: Array(try JSONCoding.encoder.encode(envelope)), qos: .atMostOnce)
+        }
+
+        /// The responses with `id`, by home, once `homes` all answered (bounded).
+        func answers(id: String, from homes: [String], timeout: Duration = .seconds(15)) async throws -> [String: Response] {
+            var result: [String: Response] = [:]
+            for home in homes {
+                let message = try await inbox.next(timeout: timeout) { message in
+                    FleetTopics.home(of: message.topic) == home && (try? Response.decode(message.payload))?.id == id
+                }
+                result[home] = try Response.decode(message.payload)
+            }
+            return result
+        }
+    }
+
+    /// Runs the three homes, each bridged to the cloud, with provider acme and its key.
+    static func withFleet(
+        cloudPort: UInt16, keys: Ed25519.KeyPair, _ body: ([GatewayFixture]) async throws -> Void
+    ) async throws {
+        func nest(_ index: Int, _ fixtures: [GatewayFixture]) async throws {
+            guard index < homes.count else { return try await body(fixtures) }
+            try await GatewayFixture.with(configure: { configuration in
+                configuration.homeID = homes[index]
+                configuration.cloud = CloudBridge(
+                    host: "127.0.0.1", port: cloudPort, homeID: homes[index], username: "home.\(homes[index])",
+                    password: "pw-\(homes[index])")
+                BundleTests.fastRestarts(&configuration)
+            }) { home in
+                try await home.createProvider("acme")
+                _ = try await home.admin.call(
+                    "security.setCredential", ["provider": "acme", "publicKey": .string(Base64.encode(keys.publicKey))])
+                _ = try await home.install("acme", try TestBundles.talker(name: "meter"), start: false)
+                try await nest(index + 1, fixtures + [home])
+            }
+        }
+        try await nest(0, [])
+    }
+
+    /// Waits until every home answers a (signed) request: the bridges are up.
+    static func waitForBridges(_ sender: Sender, keys: Ed25519.KeyPair, within limit: Duration = .seconds(30))
+        async throws
+    {
+        let deadline = ContinuousClock.now + limit
+        while true {
+            let (id, bytes) = try sender.request("vgw.isAlive")
+            try await sender.send(
+                try RequestSigner.sign(bytes, home: "all", provider: "acme", keys: keys), home: "all", endpoint: "acme")
+            if (try? await sender.answers(id: id, from: homes, timeout: .seconds(2))) != nil { return }
+            guard ContinuousClock.now < deadline else { throw VGWError(.timeout, "the bridges did not come up") }
+        }
+    }
+
+    @Test func providerManagesAllHomesAndNobodyElseCan() async throws {
+        let keys = try Ed25519.KeyPair.generate()
+        try await BrokerFixture.withBroker(anonymous: false, users: Self.cloudUsers) { cloud in
+            try await Self.withFleet(cloudPort: cloud.port, keys: keys) { homes in
+                let acme = try await Sender(port: cloud.port, username: "provider.acme", password: "pw-acme")
+                #expect(try await acme.listen(provider: "acme") == 0)
+                try await Self.waitForBridges(acme, keys: keys)
+
+                // One signed request to all homes: list, then start the bundle everywhere.
+                let (listID, list) = try acme.request("bundle.list")
+                let started = ContinuousClock.now
+                try await acme.send(
+                    try RequestSigner.sign(list, home: "all", provider: "acme", keys: keys), home: "all", endpoint: "acme")
+                let lists = try await acme.answers(id: listID, from: Self.homes)
+                print("fleet bundle.list round trip over 3 homes: \(ContinuousClock.now - started)")
+                #expect(lists.values.allSatisfy { $0.ok && $0.result?["bundles"]?.arrayValue?.count == 1 })
+                #expect(Set(lists.values.compactMap(\.home)) == Set(Self.homes))
+                let (startID, start) = try acme.request("bundle.start", ["name": "meter"])
+                try await acme.send(
+                    try RequestSigner.sign(start, home: "all", provider: "acme", keys: keys), home: "all", endpoint: "acme")
+                let starts = try await acme.answers(id: startID, from: Self.homes)
+                #expect(starts.values.allSatisfy { $0.ok })
+                for home in homes { _ = try await home.waitForBundle("acme", "meter", state: "running") }
+
+                // Another provider: the cloud broker refuses its publish to acme's endpoint.
+                let evil = try await Sender(port: cloud.port, username: "provider.evil", password: "pw-evil")
+                #expect(MQTTClient.isRefusal(try await evil.client.subscribe("fleet/+/mgmt/acme/res/#")))
+                let (stopID, stop) = try evil.request("bundle.stop", ["name": "meter"])
+                let evilKeys = try Ed25519.KeyPair.generate()
+                try await evil.send(
+                    try RequestSigner.sign(stop, home: "all", provider: "acme", keys: evilKeys), home: "all", endpoint: "acme")
+                // With a wide-open cloud, the homes' signature check refuses it, with its own code.
+                let open = try await Sender(port: cloud.port, username: "wide.open", password: "pw-open")
+                _ = try await open.client.subscribe("fleet/+/mgmt/acme/res/\(open.replyTo)", qos: .atMostOnce)
+                let (forgedID, forged) = try open.request("bundle.stop", ["name": "meter"])
+                try await open.send(
+                    try RequestSigner.sign(forged, home: "all", provider: "acme", keys: evilKeys), home: "all",
+                    endpoint: "acme")
+                let refusals = try await open.answers(id: forgedID, from: Self.homes)
+                #expect(refusals.values.allSatisfy { $0.error?.code == RequestAuthenticator.badSignature })
+                _ = stopID
+                for home in homes {
+                    #expect(try await home.bundleCall("bundle.isAlive", "acme", "meter")["alive"] == true)
+                }
+                await evil.client.disconnect()
+                await open.client.disconnect()
+                await acme.client.disconnect()
+            }
+        }
+    }
+
+    @Test func forgedWrongHomeReplayedAndExpiredAreRefusedWithDistinctCodes() async throws {
+        let keys = try Ed25519.KeyPair.generate()
+        try await BrokerFixture.withBroker(anonymous: false, users: Self.cloudUsers) { cloud in
+            try await Self.withFleet(cloudPort: cloud.port, keys: keys) { _ in
+                let open = try await Sender(port: cloud.port, username: "wide.open", password: "pw-open")
+                _ = try await open.client.subscribe("fleet/+/mgmt/+/res/\(open.replyTo)", qos: .atMostOnce)
+                try await Self.waitForBridges(open, keys: keys)
+                func refusal(_ envelope: SignedRequest, home: String = "h1", endpoint: String = "acme", id: String)
+                    async throws -> VGWError.Code?
+                {
+                    try await open.send(envelope, home: home, endpoint: endpoint)
+                    return try await open.answers(id: id, from: ["h1"])["h1"]?.error?.code
+                }
+                let (id1, r1) = try open.request("vgw.isAlive")
+                #expect(
+                    try await refusal(
+                        try RequestSigner.sign(r1, home: "h1", provider: "acme", keys: try .generate()), id: id1)
+                        == RequestAuthenticator.badSignature)
+                let (id2, r2) = try open.request("vgw.isAlive")
+                #expect(
+                    try await refusal(try RequestSigner.sign(r2, home: "h2", provider: "acme", keys: keys), id: id2)
+                        == RequestAuthenticator.wrongHome)
+                let (id3, r3) = try open.request("vgw.isAlive")
+                let good = try RequestSigner.sign(r3, home: "h1", provider: "acme", keys: keys)
+                try await open.send(good, home: "h1", endpoint: "acme")
+                #expect(try await open.answers(id: id3, from: ["h1"])["h1"]?.ok == true)
+                try await open.send(good, home: "h1", endpoint: "acme")
+                let replay = try await open.inbox.next(timeout: .seconds(10)) { message in
+                    (try? Response.decode(message.payload))?.error?.code == RequestAuthenticator.replayed
+                }
+                #expect(FleetTopics.home(of: replay.topic) == "h1")
+                let (id4, r4) = try open.request("vgw.isAlive")
+                let stale = try RequestSigner.sign(
+                    r4, home: "h1", provider: "acme", keys: keys, validFor: 60,
+                    now: Int64(Date().timeIntervalSince1970) - 3600)
+                #expect(try await refusal(stale, id: id4) == RequestAuthenticator.expired)
+                let (id5, r5) = try open.request("vgw.isAlive")
+                #expect(
+                    try await refusal(
+                        try RequestSigner.sign(r5, home: "h1", provider: "acme", keys: keys), endpoint: "core", id: id5)
+                        == RequestAuthenticator.wrongProvider)
+                await open.client.disconnect()
+            }
+        }
+    }
+
+    @Test func aHomeOffTheCloudKeepsRunningAndAnswersWhenBack() async throws {
+        let keys = try Ed25519.KeyPair.generate()
+        try await BrokerFixture.withBroker(anonymous: false, users: Self.cloudUsers) { cloud in
+            try await Self.withFleet(cloudPort: cloud.port, keys: keys) { homes in
+                _ = try await homes[0].bundleCall("bundle.start", "acme", "meter")
+                let pid = try #require(try await homes[0].waitForBundle("acme", "meter", state: "running")["pid"])
+                await cloud.stop()
+                // The home works on locally: its service runs, its operator is served.
+                #expect(try await homes[0].bundleCall("bundle.isAlive", "acme", "meter")["alive"] == true)
+                #expect(try await homes[0].waitForBundle("acme", "meter", state: "running")["pid"] == pid)
+                try await cloud.start()
+                let acme = try await Sender(port: cloud.port, username: "provider.acme", password: "pw-acme")
+                _ = try await acme.listen(provider: "acme")
+                try await Self.waitForBridges(acme, keys: keys, within: .seconds(40))
+                await acme.client.disconnect()
+            }
+        }
+    }
+}
