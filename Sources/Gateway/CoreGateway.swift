@@ -60,7 +60,11 @@ public actor CoreGateway {
     // MARK: Requests
 
     /// Decodes, authorises and runs one request; always returns a response (errors included).
-    public func handle(payload: [UInt8], target: String, limits: RequestLimits) async -> (Response, replyTo: String?) {
+    /// `remote`: the request came through the cloud (its envelope's signature is already
+    /// checked); some operations then ask for more, e.g. a signed bundle archive.
+    public func handle(payload: [UInt8], target: String, limits: RequestLimits, remote: Bool = false) async -> (
+        Response, replyTo: String?
+    ) {
         let request: Request
         switch Request.decode(payload, maxSize: max(limits.maxRequestBytes, limits.maxInstallRequestBytes)) {
         case .success(let decoded): request = decoded
@@ -87,7 +91,7 @@ public actor CoreGateway {
             return (Response.failure(id: request.id, error: error, home: homeID), request.replyTo)
         }
         do {
-            let result = try await perform(request, caller: caller)
+            let result = try await perform(request, caller: caller, remote: remote)
             logger.info("served", ["op": request.op, "caller": "\(caller)", "id": request.id])
             return (Response.success(id: request.id, result: result, home: homeID), request.replyTo)
         } catch {
@@ -100,7 +104,7 @@ public actor CoreGateway {
         }
     }
 
-    func perform(_ request: Request, caller: Caller) async throws -> JSONValue {
+    func perform(_ request: Request, caller: Caller, remote: Bool = false) async throws -> JSONValue {
         guard let op = ManagementOperation(rawValue: request.op) else {
             throw VGWError(.unknownOp, "unknown op \(request.op)")
         }
@@ -163,12 +167,13 @@ public actor CoreGateway {
                 "clients": try store.clients(provider: provider?.rawValue).map(ClientView.init)
             ])
         case .bundleInstall:
-            try args.allowOnly(["provider", "archive", "start"])
+            try args.allowOnly(["provider", "archive", "start", "signature"])
             let provider = try target()
             let record = try existing(provider)
             guard let archive = Base64.decode(try args.string("archive")) else {
                 throw VGWError(.invalidArgument, "argument archive must be base64")
             }
+            try verifyBundleSignature(archive, provider: provider, signature: try args.optionalString("signature"), required: remote)
             let start = try args.optionalBool("start") ?? false
             return try JSONValue(
                 encoding: await bundles.install(
@@ -395,6 +400,23 @@ public actor CoreGateway {
         _ = try store.removeClient(provider: provider.rawValue, name: name.rawValue)
         await publishState(record)
         return ["provider": .string(provider.rawValue), "name": .string(name.rawValue), "removed": true]
+    }
+
+    /// A bundle that comes through the cloud must be signed by its provider's registered
+    /// key (Ed25519 over the archive bytes, `vgw bundle sign`); a signature given locally is
+    /// checked too.
+    private func verifyBundleSignature(_ archive: [UInt8], provider: ProviderID, signature: String?, required: Bool)
+        throws
+    {
+        guard let signature else {
+            if required { throw VGWError(RequestAuthenticator.unauthenticated, "remote bundles must be signed") }
+            return
+        }
+        guard let key = try RequestAuthenticator(store: store, homeID: homeID).publicKey(of: provider.rawValue) else {
+            throw VGWError(RequestAuthenticator.unauthenticated, "no key registered for \(provider)")
+        }
+        guard let bytes = Base64.decode(signature), Ed25519.verify(signature: bytes, message: archive, publicKey: key)
+        else { throw VGWError(RequestAuthenticator.badSignature, "the bundle is not signed by \(provider)'s key") }
     }
 
     /// Whose key: a provider that exists, or `core` (the operator's own key).

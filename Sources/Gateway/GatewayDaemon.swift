@@ -420,7 +420,7 @@ public final class GatewayDaemon: Sendable {
         var replyTo: String?
         do {
             let inner = try authenticator.verify(message.payload, target: target)
-            let handled = await gateway.handle(payload: inner, target: target, limits: limits)
+            let handled = await gateway.handle(payload: inner, target: target, limits: limits, remote: true)
             response = handled.0
             replyTo = handled.replyTo
         } catch {

@@ -166,6 +166,33 @@ struct FleetEndToEndTests {
                 }
                 await evil.client.disconnect()
                 await open.client.disconnect()
+                // Bundles through the cloud must be signed by the provider's key.
+                let archive = try TestBundles.talker(name: "remote")
+                let (unsignedID, unsigned) = try acme.request("bundle.install", ["archive": .string(Base64.encode(archive))])
+                try await acme.send(
+                    try RequestSigner.sign(unsigned, home: "h1", provider: "acme", keys: keys), home: "h1", endpoint: "acme")
+                #expect(
+                    try await acme.answers(id: unsignedID, from: ["h1"])["h1"]?.error?.code
+                        == RequestAuthenticator.unauthenticated)
+                let (badID, badSig) = try acme.request(
+                    "bundle.install",
+                    [
+                        "archive": .string(Base64.encode(archive)),
+                        "signature": .string(Base64.encode(try evilKeys.sign(archive))),
+                    ])
+                try await acme.send(
+                    try RequestSigner.sign(badSig, home: "h1", provider: "acme", keys: keys), home: "h1", endpoint: "acme")
+                #expect(try await acme.answers(id: badID, from: ["h1"])["h1"]?.error?.code == RequestAuthenticator.badSignature)
+                let (goodID, good) = try acme.request(
+                    "bundle.install",
+                    [
+                        "archive": .string(Base64.encode(archive)), "signature": .string(Base64.encode(try keys.sign(archive))),
+                        "start": true,
+                    ])
+                try await acme.send(
+                    try RequestSigner.sign(good, home: "all", provider: "acme", keys: keys), home: "all", endpoint: "acme")
+                let installs = try await acme.answers(id: goodID, from: Self.homes)
+                #expect(installs.values.allSatisfy { $0.ok && $0.result?["name"] == "remote" })
                 await acme.client.disconnect()
             }
         }
