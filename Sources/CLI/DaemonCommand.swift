@@ -1,3 +1,4 @@
+import Broker
 import Dispatch
 import Foundation
 import Gateway
@@ -24,6 +25,12 @@ public enum DaemonCommand {
                 "--service-uid-base", name: "uid",
                 help: "services of the n-th provider run as uid base+n when vgwd is root (default 200000)"),
             .value("--log-level", name: "level", help: "debug, info, warn or error (default info)"),
+            .value("--cloud", name: "host:port", help: "bridge this home to a cloud broker for remote management"),
+            .value("--cloud-username", name: "user", help: "with --cloud: this home's identity there (home.<home>)"),
+            .value("--cloud-password-file", name: "file", help: "with --cloud: file holding its password"),
+            .value("--cloud-ca", name: "file", help: "with --cloud: CA certificate to trust (enables TLS)"),
+            .value("--cloud-cert", name: "file", help: "with --cloud: this home's client certificate"),
+            .value("--cloud-key", name: "file", help: "with --cloud: this home's client key"),
             .value(
                 "--external-broker", name: "host:port",
                 help: "use this running Mosquitto (with the dynamic security plugin) instead of starting one"),
@@ -92,6 +99,9 @@ public enum DaemonCommand {
             }
             configuration.serviceUIDBase = uid_t(base)
         }
+        if let address = parsed.value("--cloud") {
+            configuration.cloud = try cloud(address, parsed, homeID: configuration.homeID)
+        }
         if let address = parsed.value("--external-broker") {
             configuration.externalBroker = try externalBroker(address, parsed)
         }
@@ -106,6 +116,23 @@ public enum DaemonCommand {
 }
 
 extension DaemonCommand {
+    static func cloud(_ address: String, _ parsed: ParsedArguments, homeID: String) throws -> CloudBridge {
+        let parts = address.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, !parts[0].isEmpty, let port = UInt16(parts[1]), port > 0 else {
+            throw VGWError(.usage, "--cloud expects host:port, got '\(address)'")
+        }
+        guard let user = parsed.value("--cloud-username"), let file = parsed.value("--cloud-password-file") else {
+            throw VGWError(.usage, "--cloud needs --cloud-username and --cloud-password-file")
+        }
+        guard let password = try? String(contentsOfFile: file, encoding: .utf8) else {
+            throw VGWError(.config, "cannot read the cloud password from \(file)")
+        }
+        return CloudBridge(
+            host: String(parts[0]), port: port, homeID: homeID, username: user,
+            password: password.trimmingCharacters(in: .whitespacesAndNewlines), caFile: parsed.value("--cloud-ca"),
+            certFile: parsed.value("--cloud-cert"), keyFile: parsed.value("--cloud-key"))
+    }
+
     static func externalBroker(_ address: String, _ parsed: ParsedArguments) throws
         -> GatewayConfiguration.ExternalBroker
     {
