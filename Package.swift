@@ -59,7 +59,9 @@ let package = Package(
         // The benchmark: vgwd against raw Mosquitto, release build (docs/PERFORMANCE.md).
         .executableTarget(
             name: "vgw-bench",
-            dependencies: ["Broker", "BundleFormat", "CLI", "Crypto", "Gateway", "MQTT", "Protocol", "Supervisor", "Support"],
+            dependencies: [
+                "Broker", "BundleFormat", "CLI", "Crypto", "Fleet", "Gateway", "MQTT", "Protocol", "Supervisor", "Support",
+            ],
             swiftSettings: strict),
         // The SDK for services written in Swift, and the Swift example bundle built on it.
         .target(name: "VGWServiceKit", dependencies: ["MQTT", "Support"], swiftSettings: strict),

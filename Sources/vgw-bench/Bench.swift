@@ -193,5 +193,11 @@ enum Bench {
 
         print("== bundles")
         try await BundleBench.run(context, provider: "p0002", samples: 3, services: options.services)
+
+        if options.homes > 0 {
+            print("== fleet: \(options.homes) homes bridged to a cloud broker")
+            try await FleetBench.run(
+                vgwd: options.vgwd, homeCount: options.homes, samples: options.quick ? 50 : 500, report: report)
+        }
     }
 }

@@ -14,6 +14,8 @@ struct BenchOptions {
     var idleSeconds: Int
     var services: Int
     var rounds: Int
+    /// Homes (each a real vgwd and broker, bridged to one cloud broker); 0 skips the fleet part.
+    var homes: Int = 50
 
     static let spec = CommandSpec(
         "vgw-bench",
@@ -23,6 +25,7 @@ struct BenchOptions {
                 "--out", "-o", name: "dir", help: "output directory for results.csv and plots (default bench-results)"),
             .flag("--quick", help: "a smoke run with small sizes"),
             .value("--vgwd", name: "path", help: "the vgwd executable (default: next to vgw-bench)"),
+            .value("--homes", name: "n", help: "homes in the fleet part (default 50, quick 3; 0 skips it)"),
             .value("--messages", name: "n", help: "messages per throughput run (default 50000, quick 2000)"),
             .value("--latency-samples", name: "n", help: "round trips per latency run (default 5000, quick 300)"),
         ])
@@ -43,6 +46,8 @@ struct BenchOptions {
             managementRequests: quick ? 200 : 2000, levels: quick ? [10, 50] : [10, 100, 1000],
             aclChanges: quick ? 2 : 5, idleSeconds: quick ? 3 : 10, services: 10, rounds: quick ? 1 : 3)
         if let out = parsed.value("--out") { options.out = out }
+        options.homes = try parsed.int("--homes") ?? (quick ? 3 : 50)
+        guard options.homes >= 0 else { throw VGWError(.usage, "--homes must not be negative") }
         if let messages = try parsed.int("--messages") {
             guard messages > 0 else { throw VGWError(.usage, "--messages must be positive") }
             options.messages = messages

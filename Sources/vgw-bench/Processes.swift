@@ -86,7 +86,9 @@ struct DaemonProcess: Sendable {
 
     var logFile: String { directory.path + "/vgwd.log" }
 
-    static func start(executable: String) async throws -> DaemonProcess {
+    static func start(executable: String, home: String = "bench", extraArguments: [String] = []) async throws
+        -> DaemonProcess
+    {
         let directory = try TempDirectory("vgw-bench-gw")
         // Services run under their provider's uid and must traverse it to their bundle (vgwd
         // keeps everything inside private); mkdtemp made it 0700.
@@ -98,7 +100,8 @@ struct DaemonProcess: Sendable {
             let process = try await ChildProcess.spawn(
                 SpawnRequest(
                     executable: executable,
-                    arguments: ["--data-dir", data, "--port", "\(port)", "--home", "bench", "--log-level", "warn"],
+                    arguments: ["--data-dir", data, "--port", "\(port)", "--home", home, "--log-level", "warn"]
+                        + extraArguments,
                     environment: ["PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
                     stdout: .file(path: logFile), stderr: .file(path: logFile)))
             Cleanup.track(pid: process.pid)
