@@ -299,18 +299,24 @@ struct RunState: Sendable {
             latest: result)
     }
 
+    /// Whether `home` gave its final answer: a `replayed` refusal may still be replaced.
+    func settled(_ home: String) -> Bool {
+        guard let result = results[home] else { return false }
+        return result.error?.code != "replayed"
+    }
+
     var isComplete: Bool {
         guard let awaited else { return false }
-        return awaited.allSatisfy { results[$0] != nil }
+        return awaited.allSatisfy(settled)
     }
 
     /// Whether the envelope for `target` should be sent again.
     func needsRetry(target: String, isAll: Bool) -> Bool {
         if isAll {
             guard let awaited else { return true }
-            return awaited.contains { results[$0] == nil }
+            return !awaited.allSatisfy(settled)
         }
-        return results[target] == nil
+        return !settled(target)
     }
 
     func results(order: [String]) -> [HomeResult] {

@@ -213,6 +213,16 @@ import Testing
     }
 }
 
+extension FleetTests {
+    @Test func aReplayedRefusalIsReplacedByTheRealAnswer() async throws {
+        try await withFleet(homes: ["h1": .replayedFirst]) { fleet, homes in
+            let results = await fleet.run(op: "vgw.list", target: FleetTarget(homes: ["h1"]), timeout: .seconds(5))
+            #expect(results.map(\.ok) == [true])
+            #expect(homes["h1"]?.executed == 1)
+        }
+    }
+}
+
 /// A home as the cloud sees it: a bridge identity that reads `fleet/<id>/mgmt/+/req` and
 /// `fleet/all/mgmt/+/req`, verifies with `RequestAuthenticator` and answers on
 /// `fleet/<id>/mgmt/<p>/res/<replyTo>`. Duplicates (refused as `replayed`) get the cached
@@ -222,6 +232,7 @@ final class SimulatedHome: Sendable {
         case answer, silent
         case dropFirst(Int)
         case loseFirstAnswer
+        case replayedFirst
     }
 
     struct State {
@@ -278,6 +289,19 @@ final class SimulatedHome: Sendable {
         default: break
         }
         guard let envelope = try? JSONCoding.decoder.decode(SignedRequest.self, from: Data(message.payload)) else {
+            return
+        }
+        if case .replayedFirst = behaviour, count == 1 {
+            // As if a duplicate overtook the original: a refusal, then the real answer.
+            guard let bytes = Base64.decode(envelope.request),
+                let request = try? Request.decode(bytes, maxSize: 1 << 20).get(),
+                let payload = try? Response.failure(
+                    id: request.id, error: VGWError(RequestAuthenticator.replayed, "duplicate"), home: id
+                ).encoded()
+            else { return }
+            _ = try? await client.publish(
+                topic: FleetTopics.response(home: id, provider: provider, replyTo: request.replyTo), payload: payload,
+                qos: .atMostOnce)
             return
         }
         let nonce = envelope.auth.nonce
