@@ -79,6 +79,7 @@ public enum VGWCommand {
                                 "--output", "-O", name: "file",
                                 help: "archive to write (default <name>-<version>.tar.gz)")
                         ]),
+                    FleetCommand.bundleSign,
                 ]),
             CommandSpec(
                 "grant", summary: "share part of a provider's namespace with another provider",
@@ -161,7 +162,7 @@ public enum VGWCommand {
             CommandSpec(
                 "demo", summary: "a narrated tour: two providers, isolation, a grant, its revocation (needs no daemon)"),
             CommandSpec("version", summary: "print the version"),
-        ])
+        ] + FleetCommand.specs)
 
     /// Runs one command line; returns the exit status. Output goes through `out` and `err`
     /// so tests can read it.
@@ -193,6 +194,9 @@ public enum VGWCommand {
                 err("error: \(message(of: error))")
                 return 1
             }
+        }
+        if let status = await FleetCommand.run(parsed, out: out, err: err) {
+            return status
         }
         if parsed.path == ["bundle", "pack"] {
             return pack(parsed, out: out, err: err)
