@@ -418,11 +418,13 @@ public final class GatewayDaemon: Sendable {
     ) async {
         let response: Response
         var replyTo: String?
+        var cached: [UInt8]?
         do {
-            let inner = try authenticator.verify(message.payload, target: target)
+            let (inner, nonce) = try authenticator.verify(message.payload, target: target)
             let handled = await gateway.handle(payload: inner, target: target, limits: limits, remote: true)
             response = handled.0
             replyTo = handled.replyTo
+            if let bytes = try? response.encoded() { try? authenticator.store.storeResponse(bytes, forNonce: nonce) }
         } catch {
             let error = VGWError.wrap(error, .internalError, "cannot verify the request")
             logger.warning("refused a remote request", ["target": target, "code": error.code, "error": error.message])
@@ -434,10 +436,18 @@ public final class GatewayDaemon: Sendable {
             replyTo = inner?["replyTo"]?.stringValue.flatMap { Request.isValidReplyTo($0) ? $0 : nil }
             let id = inner?["id"]?.stringValue
             response = Response.failure(id: id, error: error, home: authenticator.homeID)
+            // A duplicate (a sender's retry after a lost answer, or a replay) is refused, and
+            // the answer to the original, which ran once, is sent again.
+            if error.code == RequestAuthenticator.replayed,
+                let envelope = try? JSONCoding.decoder.decode(SignedRequest.self, from: Data(message.payload))
+            {
+                cached = try? authenticator.store.cachedResponse(forNonce: RequestAuthenticator.nonceKey(envelope.auth))
+            }
         }
         let topic = FleetTopics.localResponse(provider: target, replyTo: replyTo ?? "_errors")
         do {
             try await client.publish(topic: topic, payload: try response.encoded(), qos: .atMostOnce)
+            if let cached { try await client.publish(topic: topic, payload: cached, qos: .atMostOnce) }
         } catch {
             logger.warning("cannot publish a remote response", ["topic": topic, "error": "\(error)"])
         }

@@ -21,7 +21,7 @@ public struct RequestAuthenticator: Sendable {
     public static let maxWindow: Int64 = 24 * 3600
     public static let skew: Int64 = 300
 
-    let store: Store
+    public let store: Store
     public let homeID: String
     let now: @Sendable () -> Int64
 
@@ -45,9 +45,12 @@ public struct RequestAuthenticator: Sendable {
         try store.setSetting("key." + provider, Base64.encode(publicKey))
     }
 
+    /// The key under which a request's nonce (and its response) is kept.
+    public static func nonceKey(_ auth: SignedRequest.Auth) -> String { auth.provider + ":" + auth.nonce }
+
     /// Verifies `payload` (a `SignedRequest`) for `target` (the provider named by the topic)
-    /// and returns the inner request bytes.
-    public func verify(_ payload: [UInt8], target: String) throws -> [UInt8] {
+    /// and returns the inner request bytes and its nonce key.
+    public func verify(_ payload: [UInt8], target: String) throws -> (request: [UInt8], nonce: String) {
         guard let envelope = try? JSONCoding.decoder.decode(SignedRequest.self, from: Data(payload)) else {
             throw VGWError(Self.unauthenticated, "remote requests must be signed (a SignedRequest envelope)")
         }
@@ -80,9 +83,9 @@ public struct RequestAuthenticator: Sendable {
         guard (Base64.decode(auth.nonce)?.count ?? 0) >= 16 else {
             throw VGWError(Self.unauthenticated, "the nonce must be at least 16 random bytes")
         }
-        guard try store.rememberNonce(auth.provider + ":" + auth.nonce, until: auth.expires, now: current) else {
+        guard try store.rememberNonce(Self.nonceKey(auth), until: auth.expires, now: current) else {
             throw VGWError(Self.replayed, "this request was already received")
         }
-        return request
+        return (request, Self.nonceKey(auth))
     }
 }

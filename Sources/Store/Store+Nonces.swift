@@ -11,4 +11,21 @@ extension Store {
             return true
         }
     }
+
+    /// Keeps the response sent for a nonce's request, so that a duplicate of it (the
+    /// sender's retry after a lost answer) gets the same answer instead of a second run.
+    public func storeResponse(_ response: [UInt8], forNonce nonce: String) throws {
+        try database.withConnection { db in
+            _ = try db.execute("UPDATE nonces SET response = ? WHERE nonce = ?", [.blob(response), .text(nonce)])
+        }
+    }
+
+    public func cachedResponse(forNonce nonce: String) throws -> [UInt8]? {
+        try database.withConnection { db in
+            guard let row = try db.query("SELECT response FROM nonces WHERE nonce = ?", [.text(nonce)]).first,
+                case .blob(let bytes) = row.values[0]
+            else { return nil }
+            return bytes
+        }
+    }
 }

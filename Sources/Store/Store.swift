@@ -122,7 +122,8 @@ public final class Store: Sendable {
         """
         CREATE TABLE nonces (
             nonce TEXT PRIMARY KEY,
-            expires_at INTEGER NOT NULL
+            expires_at INTEGER NOT NULL,
+            response BLOB
         );
         CREATE INDEX nonces_expiry ON nonces (expires_at);
         """,

@@ -308,7 +308,7 @@ final class SimulatedHome: Sendable {
         let response: Response
         var replyTo: String?
         do {
-            let bytes = try authenticator.verify(message.payload, target: provider)
+            let bytes = try authenticator.verify(message.payload, target: provider).request
             let request = try Request.decode(bytes, maxSize: 1 << 20).get()
             replyTo = request.replyTo
             response = .success(
