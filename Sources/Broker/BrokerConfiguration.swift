@@ -8,10 +8,25 @@ public struct BrokerConfiguration: Sendable, Equatable {
         /// A numeric address; loopback by default so that only local services reach the broker.
         public var host: String
         public var port: UInt16
+        /// TLS on this listener: the broker's certificate and key, and (to demand client
+        /// certificates) the CA that signs them.
+        public var tls: TLS?
 
-        public init(host: String = "127.0.0.1", port: UInt16 = 1883) {
+        public struct TLS: Sendable, Equatable {
+            public var certFile: String
+            public var keyFile: String
+            public var clientCAFile: String?
+            public init(certFile: String, keyFile: String, clientCAFile: String? = nil) {
+                self.certFile = certFile
+                self.keyFile = keyFile
+                self.clientCAFile = clientCAFile
+            }
+        }
+
+        public init(host: String = "127.0.0.1", port: UInt16 = 1883, tls: TLS? = nil) {
             self.host = host
             self.port = port
+            self.tls = tls
         }
     }
 
@@ -125,6 +140,10 @@ public struct BrokerConfiguration: Sendable, Equatable {
         lines.append("log_timestamp_format %Y-%m-%dT%H:%M:%S")
         for listener in listeners {
             lines.append("listener \(listener.port) \(listener.host)")
+            if let tls = listener.tls {
+                lines += ["certfile \(tls.certFile)", "keyfile \(tls.keyFile)"]
+                if let ca = tls.clientCAFile { lines += ["cafile \(ca)", "require_certificate true"] }
+            }
         }
         if let bridge { lines += bridge.render() }
         return lines.joined(separator: "\n") + "\n"

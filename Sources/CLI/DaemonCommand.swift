@@ -117,38 +117,41 @@ public enum DaemonCommand {
 
 extension DaemonCommand {
     static func cloud(_ address: String, _ parsed: ParsedArguments, homeID: String) throws -> CloudBridge {
-        let parts = address.split(separator: ":", omittingEmptySubsequences: false)
-        guard parts.count == 2, !parts[0].isEmpty, let port = UInt16(parts[1]), port > 0 else {
-            throw VGWError(.usage, "--cloud expects host:port, got '\(address)'")
-        }
+        let (host, port) = try hostPort(address, option: "--cloud")
         guard let user = parsed.value("--cloud-username"), let file = parsed.value("--cloud-password-file") else {
             throw VGWError(.usage, "--cloud needs --cloud-username and --cloud-password-file")
         }
-        guard let password = try? String(contentsOfFile: file, encoding: .utf8) else {
-            throw VGWError(.config, "cannot read the cloud password from \(file)")
-        }
         return CloudBridge(
-            host: String(parts[0]), port: port, homeID: homeID, username: user,
-            password: password.trimmingCharacters(in: .whitespacesAndNewlines), caFile: parsed.value("--cloud-ca"),
+            host: host, port: port, homeID: homeID, username: user,
+            password: try password(in: file, of: "the cloud identity"), caFile: parsed.value("--cloud-ca"),
             certFile: parsed.value("--cloud-cert"), keyFile: parsed.value("--cloud-key"))
     }
 
     static func externalBroker(_ address: String, _ parsed: ParsedArguments) throws
         -> GatewayConfiguration.ExternalBroker
     {
-        let parts = address.split(separator: ":", omittingEmptySubsequences: false)
-        guard parts.count == 2, !parts[0].isEmpty, let port = UInt16(parts[1]), port > 0 else {
-            throw VGWError(.usage, "--external-broker expects host:port, got '\(address)'")
-        }
+        let (host, port) = try hostPort(address, option: "--external-broker")
         guard let user = parsed.value("--broker-admin"), let file = parsed.value("--broker-admin-password-file") else {
             throw VGWError(.usage, "--external-broker needs --broker-admin and --broker-admin-password-file")
         }
-        guard let password = try? String(contentsOfFile: file, encoding: .utf8) else {
-            throw VGWError(.config, "cannot read the broker admin password from \(file)")
-        }
         return .init(
-            host: String(parts[0]), port: port, adminUsername: user,
-            adminPassword: password.trimmingCharacters(in: .whitespacesAndNewlines))
+            host: host, port: port, adminUsername: user, adminPassword: try password(in: file, of: "the broker admin"))
+    }
+
+    static func hostPort(_ address: String, option: String) throws -> (String, UInt16) {
+        let parts = address.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, !parts[0].isEmpty, let port = UInt16(parts[1]), port > 0 else {
+            throw VGWError(.usage, "\(option) expects host:port, got '\(address)'")
+        }
+        return (String(parts[0]), port)
+    }
+
+    /// A password kept in a file (never on the command line, where `ps` would show it).
+    static func password(in file: String, of whom: String) throws -> String {
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+            throw VGWError(.config, "cannot read the password of \(whom) from \(file)")
+        }
+        return text.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 }
 

@@ -2,6 +2,7 @@ import Broker
 import Crypto
 import Fleet
 import Foundation
+import MQTT
 import Protocol
 import Support
 import Synchronization
@@ -10,7 +11,8 @@ import Synchronization
 /// through the cloud broker, and the cloud broker's provisioning. None talks to a local vgwd.
 enum FleetCommand {
     static let cloudOption = OptionSpec.value(
-        "--cloud", name: "url", help: "the cloud broker, mqtt://host:port (default mqtt://127.0.0.1:1883)")
+        "--cloud", name: "url",
+        help: "the cloud broker, mqtt://host:port or mqtts://host:port with --ca (default mqtt://127.0.0.1:1883)")
 
     static let specs: [CommandSpec] = [
         CommandSpec(
@@ -20,6 +22,9 @@ enum FleetCommand {
             "fleet", summary: "send signed management requests to many homes through the cloud broker",
             options: [
                 cloudOption,
+                .value("--ca", name: "file", help: "with mqtts://: the CA certificate of the cloud broker"),
+                .value("--cert", name: "file", help: "with mqtts://: a client certificate, if the cloud wants one"),
+                .value("--cert-key", name: "file", help: "with mqtts://: that certificate's key"),
                 .value("--provider", name: "id", help: "the provider whose key signs, e.g. acme"),
                 .value("--key", name: "file", help: "the provider's secret key (from vgw keygen)"),
                 .value("--username", name: "name", help: "cloud username (default provider.<id>)"),
@@ -130,7 +135,7 @@ enum FleetCommand {
         guard let provider = parsed.value("--provider") else { throw VGWError(.usage, "fleet needs --provider ID") }
         guard let keyFile = parsed.value("--key") else { throw VGWError(.usage, "fleet needs --key FILE") }
         let keys = try loadKey(keyFile)
-        let (host, port) = try cloudAddress(parsed)
+        let ((host, port), tls) = try cloudEndpoint(parsed)
         let password: String
         if let file = parsed.value("--password-file") {
             password = try readText(file)
@@ -156,7 +161,7 @@ enum FleetCommand {
         let target = FleetTarget(homes: homes, expected: expected)
         let fleet = try await FleetClient.connect(
             host: host, port: port, username: parsed.value("--username") ?? CloudACLs.providerUsername(provider),
-            password: password, provider: provider, keys: keys)
+            password: password, provider: provider, keys: keys, tls: tls)
         let results = await withoutActuallyEscaping(err) { err in
             let reporter = ProgressReporter(terminal: isatty(STDERR_FILENO) == 1, err: err)
             let results = await fleet.run(
@@ -268,12 +273,23 @@ enum FleetCommand {
     }
 
     static func cloudAddress(_ parsed: ParsedArguments) throws -> (String, UInt16) {
+        try cloudEndpoint(parsed).address
+    }
+
+    /// `mqtt://host:port`, or `mqtts://host:port` (default port 8883) with the CA in `--ca`
+    /// and, when the cloud wants a client certificate, `--cert` and `--cert-key`.
+    static func cloudEndpoint(_ parsed: ParsedArguments) throws -> (address: (String, UInt16), tls: MQTTTLS?) {
         let text = parsed.value("--cloud") ?? "mqtt://127.0.0.1:1883"
-        guard let url = URL(string: text), url.scheme == "mqtt", let host = url.host, !host.isEmpty else {
-            throw VGWError(.usage, "--cloud expects mqtt://host:port, got '\(text)' (TLS is not supported yet)")
+        guard let url = URL(string: text), url.scheme == "mqtt" || url.scheme == "mqtts", let host = url.host,
+            !host.isEmpty
+        else { throw VGWError(.usage, "--cloud expects mqtt://host:port or mqtts://host:port, got '\(text)'") }
+        let secure = url.scheme == "mqtts"
+        guard let port = UInt16(exactly: url.port ?? (secure ? 8883 : 1883)) else {
+            throw VGWError(.usage, "bad port in \(text)")
         }
-        guard let port = UInt16(exactly: url.port ?? 1883) else { throw VGWError(.usage, "bad port in \(text)") }
-        return (host, port)
+        guard secure else { return ((host, port), nil) }
+        guard let ca = parsed.value("--ca") else { throw VGWError(.usage, "mqtts:// needs --ca FILE (the cloud's CA)") }
+        return ((host, port), MQTTTLS(caFile: ca, certFile: parsed.value("--cert"), keyFile: parsed.value("--cert-key")))
     }
 
     // MARK: - Files

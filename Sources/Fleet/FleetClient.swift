@@ -98,16 +98,17 @@ public final class FleetClient: Sendable {
     /// topic on every home.
     public static func connect(
         host: String, port: UInt16, username: String, password: String, clientID: String? = nil,
-        provider: String, keys: Ed25519.KeyPair, operationTimeout: Duration = .seconds(10)
+        provider: String, keys: Ed25519.KeyPair, tls: MQTTTLS? = nil, operationTimeout: Duration = .seconds(10)
     ) async throws -> FleetClient {
         guard Request.isValidReplyTo(provider) else {
             throw VGWError(.invalidArgument, "provider id '\(provider)' is not a valid topic level")
         }
         let replyTo = "f" + (try SecureRandom.token(bytes: 9))
-        let client = try MQTTClient(
-            MQTTConfiguration(
-                host: host, port: Int(port), clientID: clientID ?? "\(username)-\(replyTo)", username: username,
-                password: password, reconnect: true, operationTimeout: operationTimeout))
+        var configuration = MQTTConfiguration(
+            host: host, port: Int(port), clientID: clientID ?? "\(username)-\(replyTo)", username: username,
+            password: password, reconnect: true, operationTimeout: operationTimeout)
+        configuration.tls = tls
+        let client = try MQTTClient(configuration)
         try await client.connect()
         let fleet = FleetClient(client: client, provider: provider, keys: keys, replyTo: replyTo)
         do {

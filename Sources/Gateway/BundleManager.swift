@@ -341,6 +341,11 @@ public final class BundleManager: Sendable {
             } else if status.state != .starting {
                 let exit = status.lastExit.map { "\(status.state.rawValue): \($0)" } ?? status.state.rawValue
                 try store.closeRun(provider: status.provider, bundle: status.bundle, at: status.since, exit: exit)
+                for kind in Self.accountingEvents(for: status) {
+                    _ = try store.addEvent(
+                        provider: status.provider, bundle: status.bundle, kind: kind,
+                        detail: ["exit": .string(status.lastExit ?? "")], at: status.since)
+                }
             }
         } catch {
             // A deleted provider's late status lands here (its runs went with it).
@@ -351,6 +356,17 @@ public final class BundleManager: Sendable {
     }
 
     static let shutdownExit = "stopped: daemon shutdown"
+
+    /// The events a run's end is worth to the provider's accounting: a kill at the memory
+    /// limit, a crash loop. Each failed run ends in exactly one of backoff, exited or
+    /// crash-loop, so each is recorded once.
+    static func accountingEvents(for status: ServiceStatus) -> [String] {
+        guard [.backoff, .exited, .crashLoop].contains(status.state) else { return [] }
+        var kinds: [String] = []
+        if status.lastExit?.contains("memory limit") == true { kinds.append("service.memory-exceeded") }
+        if status.state == .crashLoop { kinds.append("service.crash-loop") }
+        return kinds
+    }
 
     /// The supervisor's view of one service (nil when it is not supervised), for `perf.get`.
     public func serviceStatus(provider: ProviderID, name: String) async -> ServiceStatus? {

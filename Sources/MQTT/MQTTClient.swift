@@ -81,6 +81,10 @@ public final class MQTTClient: Sendable {
         // Management requests and replies are small: without TCP_NODELAY each one can wait
         // for Nagle's algorithm and the peer's delayed ACK (tens of milliseconds).
         try Library.check(mosquitto_int_option(mosq, MOSQ_OPT_TCP_NODELAY, 1), "set tcp nodelay")
+        if let tls = configuration.tls {
+            try Library.check(
+                mosquitto_tls_set(mosq, tls.caFile, nil, tls.certFile, tls.keyFile, nil), "set up tls")
+        }
         if configuration.username != nil || configuration.password != nil {
             try Library.check(
                 mosquitto_username_pw_set(mosq, configuration.username, configuration.password),

@@ -55,6 +55,8 @@ public struct MQTTConfiguration: Sendable {
     public var reconnectDelayMax: UInt32
     /// Upper bound of every awaited operation (CONNACK, PUBACK/PUBCOMP, SUBACK, UNSUBACK).
     public var operationTimeout: Duration
+    /// TLS to the broker (`mqtts://`); nil is plain TCP.
+    public var tls: MQTTTLS?
 
     public init(
         host: String = "127.0.0.1",
@@ -86,6 +88,20 @@ public struct MQTTConfiguration: Sendable {
         self.reconnectDelayMin = reconnectDelayMin
         self.reconnectDelayMax = reconnectDelayMax
         self.operationTimeout = operationTimeout
+    }
+}
+
+/// TLS settings: the CA that signs the broker's certificate (its name must match `host`),
+/// and this client's own certificate and key when the broker asks for one.
+public struct MQTTTLS: Sendable, Equatable {
+    public var caFile: String
+    public var certFile: String?
+    public var keyFile: String?
+
+    public init(caFile: String, certFile: String? = nil, keyFile: String? = nil) {
+        self.caFile = caFile
+        self.certFile = certFile
+        self.keyFile = keyFile
     }
 }
 

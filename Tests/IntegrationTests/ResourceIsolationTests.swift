@@ -38,6 +38,8 @@ struct ResourceIsolationTests {
             let reason = status["lastExit"]?.stringValue ?? ""
             #expect(reason.hasPrefix("killed by SIGKILL"), "\(reason)")
             #expect(reason.contains("memory limit (24 MiB)"), "\(reason)")
+            let events = try await gw.admin.call("acct.usage", ["provider": "acme"])["events"]?.arrayValue ?? []
+            #expect(events.contains { $0["kind"] == "service.memory-exceeded" && $0["bundle"] == "hog" })
             // The provider's other services and the gateway are fine.
             _ = try await gw.install("acme", try TestBundles.talker())
             _ = try await gw.waitForBundle("acme", "talker", state: "running")

@@ -47,15 +47,16 @@ public struct BrokerFixture: Sendable {
     /// `meterPlugin` (a path to libvgw_meter.so) loads the meter before dynamic security.
     public static func withBroker<T>(
         anonymous: Bool = true, users: [User] = [], meterPlugin: String? = nil,
-        prepare: BrokerSupervisor.Prepare? = nil,
+        tls: BrokerConfiguration.Listener.TLS? = nil, prepare: BrokerSupervisor.Prepare? = nil,
         _ body: (BrokerFixture) async throws -> T
     ) async throws -> T {
         if anonymous {
             guard users.isEmpty else { throw VGWError(.config, "users need a broker with anonymous: false") }
-            return try await run(plugin: false, meterPlugin: meterPlugin, prepare: prepare, setUp: { _ in }, body)
+            return try await run(
+                plugin: false, meterPlugin: meterPlugin, tls: tls, prepare: prepare, setUp: { _ in }, body)
         }
         return try await run(
-            plugin: true, meterPlugin: meterPlugin, prepare: prepare,
+            plugin: true, meterPlugin: meterPlugin, tls: tls, prepare: prepare,
             setUp: { config in
                 let status = try await runTool(
                     "mosquitto_ctrl", ["dynsec", "init", config.dynsecFile, adminUser, adminPassword])
@@ -78,16 +79,19 @@ public struct BrokerFixture: Sendable {
     }
 
     private static func run<T>(
-        plugin: Bool, meterPlugin: String? = nil, prepare: BrokerSupervisor.Prepare?,
+        plugin: Bool, meterPlugin: String? = nil, tls: BrokerConfiguration.Listener.TLS? = nil,
+        prepare: BrokerSupervisor.Prepare?,
         setUp: (BrokerConfiguration) async throws -> Void,
         _ body: (BrokerFixture) async throws -> T
     ) async throws -> T {
         try await withTemporaryDirectory(prefix: "vgw-broker") { dir in
             func configuration(port: UInt16) -> BrokerConfiguration {
-                BrokerConfiguration(
+                var configuration = BrokerConfiguration(
                     port: port, directory: dir.path,
                     dynamicSecurityPlugin: plugin ? BrokerConfiguration.debianDynamicSecurityPlugin : nil,
                     allowAnonymous: !plugin, meterPlugin: meterPlugin)
+                configuration.listeners[0].tls = tls
+                return configuration
             }
             // The files setUp writes live in the directory and do not depend on the port.
             try await setUp(configuration(port: 1883))
