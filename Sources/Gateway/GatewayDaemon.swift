@@ -221,6 +221,12 @@ public final class GatewayDaemon: Sendable {
                 broker: broker, client: client, gateway: gateway, bundles: bundles, tasks: tasks, lock: lock,
                 port: port)
         }
+        do {
+            try AtomicFile.write(
+                try JSONCoding.encoder.encode(operatorCredentials), to: directory.operatorCredentials, mode: 0o600)
+        } catch {
+            logger.error("cannot write the operator's credentials: vgw will not find this daemon", ["error": "\(error)"])
+        }
         logger.info(
             "gateway ready",
             [
@@ -336,6 +342,7 @@ public final class GatewayDaemon: Sendable {
 
     /// The operator's identity persists across restarts: its hash in the store, its
     /// password in `operator.json` (0600) for `vgw`. Either missing: a fresh pair.
+    /// `operator.json` is the daemon's "ready" sign: written last in `start`.
     private func ensureOperator(store: Store, host: String, port: UInt16) throws -> (
         hash: PasswordHash, credentials: OperatorCredentials
     ) {
@@ -364,7 +371,9 @@ public final class GatewayDaemon: Sendable {
         credentials.host = Self.connectable(host)
         credentials.port = port
         credentials.home = configuration.homeID
-        try AtomicFile.write(try JSONCoding.encoder.encode(credentials), to: path, mode: 0o600)
+        // Written again once the daemon serves (see `start`): until then `vgw` must not
+        // find a file that promises a daemon which is not listening yet.
+        unlink(path)
         return (hash, credentials)
     }
 
