@@ -289,7 +289,9 @@ enum FleetCommand {
         }
         guard secure else { return ((host, port), nil) }
         guard let ca = parsed.value("--ca") else { throw VGWError(.usage, "mqtts:// needs --ca FILE (the cloud's CA)") }
-        return ((host, port), MQTTTLS(caFile: ca, certFile: parsed.value("--cert"), keyFile: parsed.value("--cert-key")))
+        return (
+            (host, port), MQTTTLS(caFile: ca, certFile: parsed.value("--cert"), keyFile: parsed.value("--cert-key"))
+        )
     }
 
     // MARK: - Files

@@ -173,7 +173,8 @@ public actor CoreGateway {
             guard let archive = Base64.decode(try args.string("archive")) else {
                 throw VGWError(.invalidArgument, "argument archive must be base64")
             }
-            try verifyBundleSignature(archive, provider: provider, signature: try args.optionalString("signature"), required: remote)
+            try verifyBundleSignature(
+                archive, provider: provider, signature: try args.optionalString("signature"), required: remote)
             let start = try args.optionalBool("start") ?? false
             return try JSONValue(
                 encoding: await bundles.install(

@@ -225,7 +225,8 @@ public final class GatewayDaemon: Sendable {
             try AtomicFile.write(
                 try JSONCoding.encoder.encode(operatorCredentials), to: directory.operatorCredentials, mode: 0o600)
         } catch {
-            logger.error("cannot write the operator's credentials: vgw will not find this daemon", ["error": "\(error)"])
+            logger.error(
+                "cannot write the operator's credentials: vgw will not find this daemon", ["error": "\(error)"])
         }
         logger.info(
             "gateway ready",

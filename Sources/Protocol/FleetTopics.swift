@@ -22,7 +22,9 @@ public enum FleetTopics {
     }
 
     /// Every home's responses to one requester.
-    public static func responses(provider: String, replyTo: String) -> String { "fleet/+/mgmt/\(provider)/res/\(replyTo)" }
+    public static func responses(provider: String, replyTo: String) -> String {
+        "fleet/+/mgmt/\(provider)/res/\(replyTo)"
+    }
 
     /// The home a cloud topic `fleet/<home>/...` is about.
     public static func home(of topic: String) -> String? {

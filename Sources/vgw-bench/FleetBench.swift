@@ -76,7 +76,8 @@ enum FleetBench {
             var bridged = Samples()
             for _ in 0..<samples {
                 let before = Clock.now()
-                let results = await fleet.run(op: "vgw.isAlive", args: ["provider": "acme"], target: FleetTarget(homes: ["h0"]))
+                let results = await fleet.run(
+                    op: "vgw.isAlive", args: ["provider": "acme"], target: FleetTarget(homes: ["h0"]))
                 guard results.first?.ok == true else { continue }
                 bridged.add(Clock.now() - before)
             }

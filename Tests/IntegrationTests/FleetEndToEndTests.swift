@@ -28,16 +28,17 @@ struct FleetEndToEndTests {
                         ACL(.publishClientSend, "fleet/\(home)/status/#"),
                         ACL(.publishClientSend, "fleet/\(home)/vgw/+/export/#"),
                     ])
-        } + ["acme", "evil"].map { provider in
-            BrokerFixture.User(
-                "provider.\(provider)", password: "pw-\(provider)",
-                acls: [ACL(.publishClientSend, "fleet/+/mgmt/\(provider)/req")]
-                    + ACL.read("fleet/+/mgmt/\(provider)/res/#") + ACL.read("fleet/+/status/\(provider)/#"))
-        } + [
-            // A cloud with no ACLs to speak of: the homes' signature checks must hold alone.
-            BrokerFixture.User(
-                "wide.open", password: "pw-open", acls: ACL.readWrite("fleet/#"))
-        ]
+        }
+            + ["acme", "evil"].map { provider in
+                BrokerFixture.User(
+                    "provider.\(provider)", password: "pw-\(provider)",
+                    acls: [ACL(.publishClientSend, "fleet/+/mgmt/\(provider)/req")]
+                        + ACL.read("fleet/+/mgmt/\(provider)/res/#") + ACL.read("fleet/+/status/\(provider)/#"))
+            } + [
+                // A cloud with no ACLs to speak of: the homes' signature checks must hold alone.
+                BrokerFixture.User(
+                    "wide.open", password: "pw-open", acls: ACL.readWrite("fleet/#"))
+            ]
     }
 
     /// Signs and sends one request to `home` (or all) and gathers the answers by home.
@@ -71,7 +72,9 @@ struct FleetEndToEndTests {
         }
 
         /// The responses with `id`, by home, once `homes` all answered (bounded).
-        func answers(id: String, from homes: [String], timeout: Duration = .seconds(15)) async throws -> [String: Response] {
+        func answers(id: String, from homes: [String], timeout: Duration = .seconds(15)) async throws -> [String:
+            Response]
+        {
             var result: [String: Response] = [:]
             for home in homes {
                 let message = try await inbox.next(timeout: timeout) { message in
@@ -132,14 +135,16 @@ struct FleetEndToEndTests {
                 let (listID, list) = try acme.request("bundle.list")
                 let started = ContinuousClock.now
                 try await acme.send(
-                    try RequestSigner.sign(list, home: "all", provider: "acme", keys: keys), home: "all", endpoint: "acme")
+                    try RequestSigner.sign(list, home: "all", provider: "acme", keys: keys), home: "all",
+                    endpoint: "acme")
                 let lists = try await acme.answers(id: listID, from: Self.homes)
                 print("fleet bundle.list round trip over 3 homes: \(ContinuousClock.now - started)")
                 #expect(lists.values.allSatisfy { $0.ok && $0.result?["bundles"]?.arrayValue?.count == 1 })
                 #expect(Set(lists.values.compactMap(\.home)) == Set(Self.homes))
                 let (startID, start) = try acme.request("bundle.start", ["name": "meter"])
                 try await acme.send(
-                    try RequestSigner.sign(start, home: "all", provider: "acme", keys: keys), home: "all", endpoint: "acme")
+                    try RequestSigner.sign(start, home: "all", provider: "acme", keys: keys), home: "all",
+                    endpoint: "acme")
                 let starts = try await acme.answers(id: startID, from: Self.homes)
                 #expect(starts.values.allSatisfy { $0.ok })
                 for home in homes { _ = try await home.waitForBundle("acme", "meter", state: "running") }
@@ -150,7 +155,8 @@ struct FleetEndToEndTests {
                 let (stopID, stop) = try evil.request("bundle.stop", ["name": "meter"])
                 let evilKeys = try Ed25519.KeyPair.generate()
                 try await evil.send(
-                    try RequestSigner.sign(stop, home: "all", provider: "acme", keys: evilKeys), home: "all", endpoint: "acme")
+                    try RequestSigner.sign(stop, home: "all", provider: "acme", keys: evilKeys), home: "all",
+                    endpoint: "acme")
                 // With a wide-open cloud, the homes' signature check refuses it, with its own code.
                 let open = try await Sender(port: cloud.port, username: "wide.open", password: "pw-open")
                 _ = try await open.client.subscribe("fleet/+/mgmt/acme/res/\(open.replyTo)", qos: .atMostOnce)
@@ -168,9 +174,11 @@ struct FleetEndToEndTests {
                 await open.client.disconnect()
                 // Bundles through the cloud must be signed by the provider's key.
                 let archive = try TestBundles.talker(name: "remote")
-                let (unsignedID, unsigned) = try acme.request("bundle.install", ["archive": .string(Base64.encode(archive))])
+                let (unsignedID, unsigned) = try acme.request(
+                    "bundle.install", ["archive": .string(Base64.encode(archive))])
                 try await acme.send(
-                    try RequestSigner.sign(unsigned, home: "h1", provider: "acme", keys: keys), home: "h1", endpoint: "acme")
+                    try RequestSigner.sign(unsigned, home: "h1", provider: "acme", keys: keys), home: "h1",
+                    endpoint: "acme")
                 #expect(
                     try await acme.answers(id: unsignedID, from: ["h1"])["h1"]?.error?.code
                         == RequestAuthenticator.unauthenticated)
@@ -181,16 +189,21 @@ struct FleetEndToEndTests {
                         "signature": .string(Base64.encode(try evilKeys.sign(archive))),
                     ])
                 try await acme.send(
-                    try RequestSigner.sign(badSig, home: "h1", provider: "acme", keys: keys), home: "h1", endpoint: "acme")
-                #expect(try await acme.answers(id: badID, from: ["h1"])["h1"]?.error?.code == RequestAuthenticator.badSignature)
+                    try RequestSigner.sign(badSig, home: "h1", provider: "acme", keys: keys), home: "h1",
+                    endpoint: "acme")
+                #expect(
+                    try await acme.answers(id: badID, from: ["h1"])["h1"]?.error?.code
+                        == RequestAuthenticator.badSignature)
                 let (goodID, good) = try acme.request(
                     "bundle.install",
                     [
-                        "archive": .string(Base64.encode(archive)), "signature": .string(Base64.encode(try keys.sign(archive))),
+                        "archive": .string(Base64.encode(archive)),
+                        "signature": .string(Base64.encode(try keys.sign(archive))),
                         "start": true,
                     ])
                 try await acme.send(
-                    try RequestSigner.sign(good, home: "all", provider: "acme", keys: keys), home: "all", endpoint: "acme")
+                    try RequestSigner.sign(good, home: "all", provider: "acme", keys: keys), home: "all",
+                    endpoint: "acme")
                 let installs = try await acme.answers(id: goodID, from: Self.homes)
                 #expect(installs.values.allSatisfy { $0.ok && $0.result?["name"] == "remote" })
                 await acme.client.disconnect()
@@ -268,7 +281,8 @@ struct FleetEndToEndTests {
                 #expect(results.map(\.home).sorted() == Self.homes)
                 #expect(results.allSatisfy { $0.ok })
                 #expect(progress.withLock { $0.last } == 3)
-                let one = await fleet.run(op: "bundle.start", args: ["name": "meter"], target: FleetTarget(homes: ["h2"]))
+                let one = await fleet.run(
+                    op: "bundle.start", args: ["name": "meter"], target: FleetTarget(homes: ["h2"]))
                 #expect(one.count == 1 && one[0].ok)
                 await fleet.close()
             }

@@ -9,7 +9,9 @@ import Testing
 @Suite(.serialized, .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl")))
 struct TLSTests {
     /// A CA and a broker certificate for 127.0.0.1, made with openssl.
-    static func certificates(in dir: TemporaryDirectory, name: String) async throws -> (ca: String, cert: String, key: String) {
+    static func certificates(in dir: TemporaryDirectory, name: String) async throws -> (
+        ca: String, cert: String, key: String
+    ) {
         let ca = dir.file("\(name)-ca.pem")
         let caKey = dir.file("\(name)-ca.key")
         let key = dir.file("\(name)-server.key")
@@ -18,9 +20,15 @@ struct TLSTests {
         let ext = dir.file("\(name)-san.ext")
         try Data("subjectAltName=IP:127.0.0.1\n".utf8).write(to: URL(fileURLWithPath: ext))
         for arguments in [
-            ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", caKey, "-out", ca, "-days", "2", "-subj", "/CN=test-ca-\(name)"],
+            [
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", caKey, "-out", ca, "-days", "2", "-subj",
+                "/CN=test-ca-\(name)",
+            ],
             ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1"],
-            ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", caKey, "-CAcreateserial", "-out", cert, "-days", "2", "-extfile", ext],
+            [
+                "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", caKey, "-CAcreateserial", "-out", cert, "-days", "2",
+                "-extfile", ext,
+            ],
         ] {
             let status = try await BrokerFixture.runTool("openssl", arguments)
             try #require(status == .exited(0), "openssl \(arguments.joined(separator: " "))")
