@@ -16,12 +16,16 @@ struct IsolationTests {
         "$CONTROL/dynamic-security/v1/response",
     ]
 
+    /// Providers `a` and `b`, with a client each: `a.sensor` and `b.attacker`.
+    static func victimAndAttacker(_ gw: GatewayFixture) async throws -> (IssuedCredentials, IssuedCredentials) {
+        try await gw.createProvider("a")
+        try await gw.createProvider("b")
+        return (try await gw.addClient("a", "sensor"), try await gw.addClient("b", "attacker"))
+    }
+
     @Test func providerCannotSubscribeOutsideItsNamespace() async throws {
         try await GatewayFixture.with { gw in
-            try await gw.createProvider("a")
-            try await gw.createProvider("b")
-            let aCreds = try await gw.addClient("a", "sensor")
-            let bCreds = try await gw.addClient("b", "attacker")
+            let (aCreds, bCreds) = try await Self.victimAndAttacker(gw)
             let attacker = try await gw.connect(bCreds)
             let inbox = Inbox(attacker)
             for filter in Self.forbiddenFilters {
@@ -46,10 +50,7 @@ struct IsolationTests {
 
     @Test func providerCannotPublishOutsideItsNamespace() async throws {
         try await GatewayFixture.with { gw in
-            try await gw.createProvider("a")
-            try await gw.createProvider("b")
-            let aCreds = try await gw.addClient("a", "sensor")
-            let bCreds = try await gw.addClient("b", "attacker")
+            let (aCreds, bCreds) = try await Self.victimAndAttacker(gw)
             let bPeer = try await gw.addClient("b", "peer")
             let observer = try await gw.connect(aCreds)
             let seen = Inbox(observer)
@@ -104,10 +105,7 @@ struct IsolationTests {
 
     @Test func providerCannotLeaveWillOrRetainedOutsideItsNamespace() async throws {
         try await GatewayFixture.with { gw in
-            try await gw.createProvider("a")
-            try await gw.createProvider("b")
-            let aCreds = try await gw.addClient("a", "sensor")
-            let bCreds = try await gw.addClient("b", "attacker")
+            let (aCreds, bCreds) = try await Self.victimAndAttacker(gw)
             let attacker = try await gw.connect(bCreds)
             try await attacker.publish(topic: "vgw/a/retained", string: "forged", qos: .atLeastOnce, retain: true)
             try await attacker.publish(topic: "status/b/retained", string: "forged", qos: .atLeastOnce, retain: true)
@@ -155,10 +153,7 @@ struct IsolationTests {
 
     @Test func identitiesCannotBeBorrowedOrGuessed() async throws {
         try await GatewayFixture.with { gw in
-            try await gw.createProvider("a")
-            try await gw.createProvider("b")
-            let aCreds = try await gw.addClient("a", "sensor")
-            let bCreds = try await gw.addClient("b", "attacker")
+            let (aCreds, bCreds) = try await Self.victimAndAttacker(gw)
             let a = try await gw.connect(aCreds)
             func refused(_ attempt: () async throws -> MQTTClient) async -> Bool {
                 do {
