@@ -1,3 +1,4 @@
+import Broker
 import Foundation
 import Protocol
 import ResourceControl
@@ -209,7 +210,10 @@ extension CoreGateway {
         }
         history.add(sample)
         perfHistory[provider.rawValue] = history
-        if withTraffic { performance.traffic = await trafficSource()[provider.rawValue] }
+        if withTraffic {
+            // With the metering plugin loaded, a provider it has not seen yet has sent nothing.
+            performance.traffic = await trafficSource()[provider.rawValue] ?? (meter != nil ? ProviderTraffic() : nil)
+        }
         return performance
     }
 
