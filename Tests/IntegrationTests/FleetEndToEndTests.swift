@@ -1,4 +1,5 @@
 import Broker
+import CLI
 import BundleFormat
 import Crypto
 import Fleet
@@ -285,6 +286,48 @@ struct FleetEndToEndTests {
                     op: "bundle.start", args: ["name": "meter"], target: FleetTarget(homes: ["h2"]))
                 #expect(one.count == 1 && one[0].ok)
                 await fleet.close()
+            }
+        }
+    }
+
+    /// What a provider types: `vgw keygen`, `vgw bundle sign`, `vgw fleet ... run`.
+    @Test func theFleetCommandLine() async throws {
+        try await withTemporaryDirectory { dir in
+            let lines = OutputCapture()
+            func vgw(_ args: [String]) async -> Int32 {
+                await VGWCommand.run(args, out: { lines.add($0) }, err: { lines.add("ERR " + $0) })
+            }
+            #expect(await vgw(["keygen", "--out", dir.file("acme")]) == 0)
+            let secret = try String(contentsOfFile: dir.file("acme.key"), encoding: .utf8)
+            let keys = try Ed25519.KeyPair(
+                secretKey: try #require(Base64.decode(secret.trimmingCharacters(in: .whitespacesAndNewlines))))
+            let archive = dir.file("meter2.tar.gz")
+            try Data(try TestBundles.talker(name: "meter2")).write(to: URL(fileURLWithPath: archive))
+            #expect(await vgw(["bundle", "sign", "--key", dir.file("acme.key"), archive]) == 0)
+            try Data("pw-acme".utf8).write(to: URL(fileURLWithPath: dir.file("cloud.pass")))
+            try await BrokerFixture.withBroker(anonymous: false, users: Self.cloudUsers) { cloud in
+                try await Self.withFleet(cloudPort: cloud.port, keys: keys) { _ in
+                    let probe = try await Sender(port: cloud.port, username: "provider.acme", password: "pw-acme")
+                    _ = try await probe.listen(provider: "acme")
+                    try await Self.waitForBridges(probe, keys: keys)
+                    await probe.client.disconnect()
+                    let fleet = [
+                        "fleet", "--cloud", "mqtt://127.0.0.1:\(cloud.port)", "--provider", "acme", "--key",
+                        dir.file("acme.key"), "--password-file", dir.file("cloud.pass"), "run", "--homes", "all",
+                        "--expect", Self.homes.joined(separator: ","), "--timeout", "10",
+                    ]
+                    #expect(await vgw(fleet + ["--archive", archive, "--arg", "start=true", "bundle.install"]) == 0)
+                    #expect(await vgw(fleet + ["--json", "bundle.list"]) == 0)
+                    let json = lines.all.last { $0.hasPrefix("[") || $0.hasPrefix("{") } ?? ""
+                    #expect(json.contains("meter2") && Self.homes.allSatisfy { json.contains("\"\($0)\"") })
+                    // A home that does not exist never answers: a timeout, and a failing exit status.
+                    let missing = [
+                        "fleet", "--cloud", "mqtt://127.0.0.1:\(cloud.port)", "--provider", "acme", "--key",
+                        dir.file("acme.key"), "--password-file", dir.file("cloud.pass"), "run", "--homes", "h1,h9",
+                        "--timeout", "2", "vgw.isAlive",
+                    ]
+                    #expect(await vgw(missing) == 1)
+                }
             }
         }
     }
