@@ -1,6 +1,6 @@
 import Broker
-import CLI
 import BundleFormat
+import CLI
 import Crypto
 import Fleet
 import Foundation
@@ -85,6 +85,19 @@ struct FleetEndToEndTests {
             }
             return result
         }
+
+        /// Signs a request for `home` (or `all`) with `keys`, sends it to `endpoint` and returns
+        /// the answers of `homes`.
+        func call(
+            _ op: String, _ args: [String: JSONValue] = [:], home: String, keys: Ed25519.KeyPair,
+            endpoint: String = "acme", from homes: [String]
+        ) async throws -> [String: Response] {
+            let (id, bytes) = try request(op, args)
+            try await send(
+                try RequestSigner.sign(bytes, home: home, provider: endpoint, keys: keys), home: home,
+                endpoint: endpoint)
+            return try await answers(id: id, from: homes)
+        }
     }
 
     /// Runs the three homes, each bridged to the cloud, with provider acme and its key.
@@ -133,27 +146,20 @@ struct FleetEndToEndTests {
                 try await Self.waitForBridges(acme, keys: keys)
 
                 // One signed request to all homes: list, then start the bundle everywhere.
-                let (listID, list) = try acme.request("bundle.list")
                 let started = ContinuousClock.now
-                try await acme.send(
-                    try RequestSigner.sign(list, home: "all", provider: "acme", keys: keys), home: "all",
-                    endpoint: "acme")
-                let lists = try await acme.answers(id: listID, from: Self.homes)
+                let lists = try await acme.call("bundle.list", home: "all", keys: keys, from: Self.homes)
                 print("fleet bundle.list round trip over 3 homes: \(ContinuousClock.now - started)")
                 #expect(lists.values.allSatisfy { $0.ok && $0.result?["bundles"]?.arrayValue?.count == 1 })
                 #expect(Set(lists.values.compactMap(\.home)) == Set(Self.homes))
-                let (startID, start) = try acme.request("bundle.start", ["name": "meter"])
-                try await acme.send(
-                    try RequestSigner.sign(start, home: "all", provider: "acme", keys: keys), home: "all",
-                    endpoint: "acme")
-                let starts = try await acme.answers(id: startID, from: Self.homes)
+                let starts = try await acme.call(
+                    "bundle.start", ["name": "meter"], home: "all", keys: keys, from: Self.homes)
                 #expect(starts.values.allSatisfy { $0.ok })
                 for home in homes { _ = try await home.waitForBundle("acme", "meter", state: "running") }
 
                 // Another provider: the cloud broker refuses its publish to acme's endpoint.
                 let evil = try await Sender(port: cloud.port, username: "provider.evil", password: "pw-evil")
                 #expect(MQTTClient.isRefusal(try await evil.client.subscribe("fleet/+/mgmt/acme/res/#")))
-                let (stopID, stop) = try evil.request("bundle.stop", ["name": "meter"])
+                let (_, stop) = try evil.request("bundle.stop", ["name": "meter"])
                 let evilKeys = try Ed25519.KeyPair.generate()
                 try await evil.send(
                     try RequestSigner.sign(stop, home: "all", provider: "acme", keys: evilKeys), home: "all",
@@ -161,13 +167,9 @@ struct FleetEndToEndTests {
                 // With a wide-open cloud, the homes' signature check refuses it, with its own code.
                 let open = try await Sender(port: cloud.port, username: "wide.open", password: "pw-open")
                 _ = try await open.client.subscribe("fleet/+/mgmt/acme/res/\(open.replyTo)", qos: .atMostOnce)
-                let (forgedID, forged) = try open.request("bundle.stop", ["name": "meter"])
-                try await open.send(
-                    try RequestSigner.sign(forged, home: "all", provider: "acme", keys: evilKeys), home: "all",
-                    endpoint: "acme")
-                let refusals = try await open.answers(id: forgedID, from: Self.homes)
+                let refusals = try await open.call(
+                    "bundle.stop", ["name": "meter"], home: "all", keys: evilKeys, from: Self.homes)
                 #expect(refusals.values.allSatisfy { $0.error?.code == RequestAuthenticator.badSignature })
-                _ = stopID
                 for home in homes {
                     #expect(try await home.bundleCall("bundle.isAlive", "acme", "meter")["alive"] == true)
                 }
@@ -175,37 +177,22 @@ struct FleetEndToEndTests {
                 await open.client.disconnect()
                 // Bundles through the cloud must be signed by the provider's key.
                 let archive = try TestBundles.talker(name: "remote")
-                let (unsignedID, unsigned) = try acme.request(
-                    "bundle.install", ["archive": .string(Base64.encode(archive))])
-                try await acme.send(
-                    try RequestSigner.sign(unsigned, home: "h1", provider: "acme", keys: keys), home: "h1",
-                    endpoint: "acme")
-                #expect(
-                    try await acme.answers(id: unsignedID, from: ["h1"])["h1"]?.error?.code
-                        == RequestAuthenticator.unauthenticated)
-                let (badID, badSig) = try acme.request(
+                let archiveText = JSONValue.string(Base64.encode(archive))
+                let unsigned = try await acme.call(
+                    "bundle.install", ["archive": archiveText], home: "h1", keys: keys, from: ["h1"])
+                #expect(unsigned["h1"]?.error?.code == RequestAuthenticator.unauthenticated)
+                let badSignature = try await acme.call(
+                    "bundle.install",
+                    ["archive": archiveText, "signature": .string(Base64.encode(try evilKeys.sign(archive)))],
+                    home: "h1", keys: keys, from: ["h1"])
+                #expect(badSignature["h1"]?.error?.code == RequestAuthenticator.badSignature)
+                let installs = try await acme.call(
                     "bundle.install",
                     [
-                        "archive": .string(Base64.encode(archive)),
-                        "signature": .string(Base64.encode(try evilKeys.sign(archive))),
-                    ])
-                try await acme.send(
-                    try RequestSigner.sign(badSig, home: "h1", provider: "acme", keys: keys), home: "h1",
-                    endpoint: "acme")
-                #expect(
-                    try await acme.answers(id: badID, from: ["h1"])["h1"]?.error?.code
-                        == RequestAuthenticator.badSignature)
-                let (goodID, good) = try acme.request(
-                    "bundle.install",
-                    [
-                        "archive": .string(Base64.encode(archive)),
-                        "signature": .string(Base64.encode(try keys.sign(archive))),
+                        "archive": archiveText, "signature": .string(Base64.encode(try keys.sign(archive))),
                         "start": true,
-                    ])
-                try await acme.send(
-                    try RequestSigner.sign(good, home: "all", provider: "acme", keys: keys), home: "all",
-                    endpoint: "acme")
-                let installs = try await acme.answers(id: goodID, from: Self.homes)
+                    ],
+                    home: "all", keys: keys, from: Self.homes)
                 #expect(installs.values.allSatisfy { $0.ok && $0.result?["name"] == "remote" })
                 await acme.client.disconnect()
             }
